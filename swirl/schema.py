@@ -74,6 +74,9 @@ class Step(msgspec.Struct, kw_only=True):
     token_ids: list[int]
     action: Action
     result: str = ""
+    # Titles of the documents a search step returned (empty for other tools); the reference
+    # judge compares them with the gold supporting facts.
+    retrieved: list[str] = []
     observation_text: str = ""
     observation_token_ids: list[int] = []
     process: Judgment | None = None
