@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import random
 
-WORDS = ["the", "of", "to", "and", "a", "in", "is", "it", "you", "that", "was", "for", "on", "are", "with", "as", "I", "his", "they", "be", "at", "one", "have", "this", "from", "or", "had", "by", "hot", "word", "but", "what", "some", "we", "can", "out", "other", "were", "all", "there", "when", "up", "use", "your", "how", "said", "an", "each", "she", "which", "do", "their", "time", "if", "will", "way", "about", "many", "then", "them", "write", "would", "like", "so", "these", "her", "long", "make", "thing", "see", "him", "two", "has", "look", "more", "day", "could", "go", "come", "did", "number", "sound", "no", "most", "people", "my", "over", "know", "water", "than", "call", "first", "who", "may", "down", "side", "been", "now", "find", "population", "capital", "founded", "river", "mountain", "born", "married", "director", "company", "total", "price", "apples", "hours"]
+WORDS = (
+    "the of to and a in is it you that was for on are with as I his they be at one have this "
+    "from or had by hot word but what some we can out other were all there when up use your "
+    "how said an each she which do their time if will way about many then them write would "
+    "like so these her long make thing see him two has look more day could go come did number "
+    "sound no most people my over know water than call first who may down side been now find "
+    "population capital founded river mountain born married director company total price "
+    "apples hours "
+).split()
 UNICODE = ["café", "Zürich", "naïve", "東京", "Μαρία", "€", "—", "😀", "“quoted”"]
 
 
