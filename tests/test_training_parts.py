@@ -144,3 +144,36 @@ def test_metrics_log_resume_drops_later_steps(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no records"):
         plot_curves(read_metrics(path), ["kl"], tmp_path / "none.png")
+
+
+def test_state_stream_is_resumable() -> None:
+    from swirl.schema import Action, Step, Trajectory
+    from swirl.training.states import StateStream, training_states
+
+    trajectories = [
+        Trajectory(
+            id=f"t{t}",
+            example_id="e",
+            prompt_text="",
+            prompt_token_ids=[1],
+            steps=[
+                Step(text="", token_ids=[t, k], action=Action("none", "", "", -1, -1))
+                for k in range(3)
+            ],
+            termination="step_cap",
+        )
+        for t in range(4)
+    ]
+    states = training_states(trajectories)
+    assert len(states) == 12
+    whole = StateStream(states, seed=3).take(30)  # crosses two epoch boundaries
+    first = StateStream(states, seed=3)
+    part = first.take(13)
+    resumed = StateStream(states, seed=3, position=first.position)
+    assert part + resumed.take(17) == whole
+    epoch = whole[:12]
+    assert sorted((s.trajectory_id, s.step_index) for s in epoch) == sorted(
+        (s.trajectory_id, s.step_index) for s in states
+    )
+    with pytest.raises(ValueError, match="no training states"):
+        StateStream([], seed=0)
