@@ -33,7 +33,8 @@ INDEX_FORMAT = 1
 MAX_QUERY_CHARS = 1000
 
 
-def _indexed_text(document: Document) -> str:
+def indexed_text(document: Document) -> str:
+    """The text a document is indexed under: its title, a newline, its text."""
     # The title is part of what is searched: queries often name the article.
     return f"{document.title}\n{document.text}"
 
@@ -170,7 +171,7 @@ def build_index(
     )
     if current and (not dense or (manifest.get("dense") or {}).get("model") == encoder_name):
         return True
-    texts = [_indexed_text(document) for document in documents]
+    texts = [indexed_text(document) for document in documents]
     if current:  # only the dense part is missing or made by another encoder
         staging = directory / "dense.tmp"
         shutil.rmtree(staging, ignore_errors=True)
