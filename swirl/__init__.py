@@ -29,6 +29,13 @@ _EXPORTS = {
     "JsonlError": "swirl.jsonl",
     "read_jsonl": "swirl.jsonl",
     "write_jsonl": "swirl.jsonl",
+    "Document": "swirl.corpus",
+    "load_examples": "swirl.data",
+    "load_corpus": "swirl.data",
+    "Calculator": "swirl.tools.calculator",
+    "Search": "swirl.tools.search",
+    "search_tool": "swirl.tools.search",
+    "RemoteSearch": "swirl.tools.remote_search",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "validate": "validate",
     "decompose": "decompose",
+    "data": "data",
+    "index": "index",
 }
 
 
