@@ -16,6 +16,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "validate": "validate",
     "decompose": "decompose",
+    "judge": "judge",
+    "filter": "filter",
+    "eval": "evaluate",
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -128,26 +128,26 @@ def select(
     return [trajectories[i] for i in select_indices(trajectories, strategy, size, seed)]
 
 
-def filter_file(
-    source: str | os.PathLike[str],
-    target: str | os.PathLike[str],
-    strategy: Strategy,
-    size: int | None = None,
-    seed: int = 0,
-) -> tuple[list[StrategyCount], int]:
-    """Filter a labelled trajectory file into ``target`` (overwritten); return the summary of all
-    four strategies and the number written. Records are copied byte for byte; only their labels
-    are decoded, so memory stays small for large files."""
-    labels = list(JsonlReader(source, TrajectoryLabels))
-    summary = summarize(labels)
-    chosen = set(select_indices(labels, strategy, size, seed))
+def read_labels(path: str | os.PathLike[str]) -> list[TrajectoryLabels]:
+    """The labels of every trajectory in a JSONL file (bad lines are named by file:line)."""
+    return list(JsonlReader(path, TrajectoryLabels))
+
+
+def copy_records(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], indices: Iterable[int]
+) -> int:
+    """Copy the records at positions ``indices`` (0-based, blank lines not counted) of ``source``
+    byte for byte into ``target``, replacing it atomically; return how many were copied."""
+    chosen = set(indices)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(target.name + ".partial")
+    written = 0
     with Path(source).open("rb") as reader, staging.open("wb") as writer:
         records = (line for line in reader if line.strip())
         for index, line in enumerate(records):
             if index in chosen:
                 writer.write(line if line.endswith(b"\n") else line + b"\n")
+                written += 1
     staging.replace(target)
-    return summary, len(chosen)
+    return written

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from trajectory_builders import QA_EXAMPLE, step, trajectory
 
-from swirl.filtering import STRATEGIES, MissingLabel, filter_file, keeps, select, summarize
+from swirl.filtering import (
+    STRATEGIES,
+    MissingLabel,
+    copy_records,
+    keeps,
+    read_labels,
+    select,
+    select_indices,
+    summarize,
+)
 from swirl.jsonl import read_jsonl, write_jsonl
 from swirl.schema import Trajectory
 
@@ -94,12 +103,16 @@ def test_size_larger_than_kept_is_an_error(trajectories) -> None:
         select(trajectories, "none", size=-1)
 
 
-def test_filter_file_copies_records_exactly(tmp_path, trajectories) -> None:
+def test_file_filtering_copies_records_exactly(tmp_path, trajectories) -> None:
     source, target = tmp_path / "labelled.jsonl", tmp_path / "out" / "filtered.jsonl"
     write_jsonl(source, trajectories)
-    summary, written = filter_file(source, target, "process")
-    assert written == 3 and [c.trajectories for c in summary] == [7, 3, 4, 1]
+    labels = read_labels(source)
+    assert [c.trajectories for c in summarize(labels)] == [7, 3, 4, 1]
+    assert copy_records(source, target, select_indices(labels, "process")) == 3
     kept = read_jsonl(target, Trajectory)
-    assert [t.id for t in kept] == [t.id for t in trajectories if t.id in EXPECTED["process"]]
     assert kept == [t for t in trajectories if t.id in EXPECTED["process"]]
+    assert target.read_bytes() == b"".join(
+        line for line in source.read_bytes().splitlines(keepends=True)
+        if any(f'"id":"{id}"'.encode() in line for id in EXPECTED["process"])
+    )
     assert not (tmp_path / "out" / "filtered.jsonl.partial").exists()
