@@ -1,0 +1,81 @@
+"""Per-step training metrics: JSONL always, TensorBoard when installed, W&B when configured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    """Append one JSON object per optimizer step to ``path`` (flushed per line).
+
+    On resume from step ``resume_step`` the records after it (logged by the interrupted run after
+    its last checkpoint) are dropped, so the file never holds a step twice.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        resume_step: int = 0,
+        tensorboard_dir: Path | None = None,
+        wandb_project: str | None = None,
+        run_name: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = (
+            [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+            if path.exists()
+            else []
+        )
+        with path.open("w") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in kept)
+        self._handle = path.open("a")
+        self._tensorboard = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self._tensorboard = SummaryWriter(str(tensorboard_dir))
+        self._wandb = None
+        if wandb_project:
+            import wandb  # configured explicitly: a missing package is an error worth seeing
+
+            self._wandb = wandb.init(
+                project=wandb_project, name=run_name, config=config, resume="allow"
+            )
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Write one step's record (must contain an int ``step``)."""
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+        step = int(record["step"])
+        numbers = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
+        if self._tensorboard is not None:
+            for key, value in numbers.items():
+                self._tensorboard.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(numbers, step=step)
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All records of a metrics JSONL file (a torn last line is ignored)."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

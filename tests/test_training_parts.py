@@ -1,0 +1,179 @@
+"""Trainer building blocks: advantages, LR schedule, checkpoints, metrics log, plots."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+from swirl.training.advantages import group_advantages
+from swirl.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from swirl.training.metrics_log import MetricsLog, read_metrics
+from swirl.training.plots import plot_curves
+from swirl.training.schedule import lr_factor, make_scheduler
+
+
+def test_group_mean_and_std() -> None:
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    group = torch.tensor([7, 7, 7, 3, 3, 3, 9])
+    adv = group_advantages(rewards, group)
+    expected = torch.tensor([1 / 3, -2 / 3, 1 / 3, 2 / 3, -1 / 3, -1 / 3, 0.0])
+    torch.testing.assert_close(adv, expected)
+    scaled = group_advantages(rewards, group, scale_by_std=True)
+    std = torch.tensor(
+        [2**0.5 / 3, 2**0.5 / 3, 2**0.5 / 3, 2**0.5 / 3, 2**0.5 / 3, 2**0.5 / 3, 0.0]
+    )
+    torch.testing.assert_close(scaled, expected / (std + 1e-6))
+
+
+def test_rloo_is_leave_one_out() -> None:
+    rewards = torch.tensor([1.0, 0.0, 0.5, 2.0, 4.0])
+    group = torch.tensor([0, 0, 0, 1, 2])
+    adv = group_advantages(rewards, group, baseline="rloo")
+    torch.testing.assert_close(adv, torch.tensor([0.75, -0.75, 0.0, 0.0, 0.0]))
+
+
+def test_equal_rewards_give_zero_and_batch_mean() -> None:
+    assert group_advantages(torch.ones(4), torch.tensor([0, 0, 1, 1])).abs().max() == 0
+    torch.testing.assert_close(
+        group_advantages(
+            torch.tensor([1.0, 0.0, 0.0, 1.0]), torch.arange(4), baseline="batch_mean"
+        ),
+        torch.tensor([0.5, -0.5, -0.5, 0.5]),
+    )
+    with pytest.raises(ValueError, match="baseline"):
+        group_advantages(torch.ones(2), torch.zeros(2, dtype=torch.long), baseline="mean")  # type: ignore[arg-type]
+
+
+def test_schedule() -> None:
+    factors = [lr_factor(s, total_steps=10, warmup_steps=2, schedule="cosine") for s in range(10)]
+    assert factors[:2] == [0.5, 1.0] and factors[2] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(factors[2:]))
+    assert factors[-1] == pytest.approx(
+        0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 7 / 8)).item())
+    )
+    assert lr_factor(5, total_steps=10, warmup_steps=0, schedule="constant") == 1.0
+
+
+def tiny_model() -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config)
+
+
+def test_checkpoint_restores_optimizer_and_rng(tmp_path: Path) -> None:
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = make_scheduler(optimizer, total_steps=5, warmup_steps=1, schedule="cosine")
+    model(torch.tensor([[1, 2, 3]])).logits.sum().backward()
+    optimizer.step()
+    scheduler.step()
+    path = save_checkpoint(
+        tmp_path,
+        step=1,
+        model=model,
+        tokenizer=None,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state={"data_position": 7},
+    )
+    expected_draw = torch.rand(3)
+
+    fresh = tiny_model()
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    fresh_scheduler = make_scheduler(
+        fresh_optimizer, total_steps=5, warmup_steps=1, schedule="cosine"
+    )
+    assert latest_checkpoint(tmp_path) == path
+    state = load_trainer_state(path, optimizer=fresh_optimizer, scheduler=fresh_scheduler)
+    assert state == {"step": 1, "data_position": 7}
+    torch.testing.assert_close(torch.rand(3), expected_draw)  # RNG continues where it was saved
+    assert fresh_scheduler.last_epoch == 1
+    moments = fresh_optimizer.state_dict()["state"][0]["exp_avg"]
+    torch.testing.assert_close(moments, optimizer.state_dict()["state"][0]["exp_avg"])
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(path / "model")
+    for a, b in zip(reloaded.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoint_pruning_and_missing(tmp_path: Path) -> None:
+    assert latest_checkpoint(tmp_path) is None
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = make_scheduler(optimizer, total_steps=5, warmup_steps=0, schedule="constant")
+    for step in (1, 2, 3):
+        save_checkpoint(
+            tmp_path,
+            step=step,
+            model=model,
+            tokenizer=None,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            state={},
+            keep_last=2,
+        )
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000002", "step-000003"]
+    assert latest_checkpoint(tmp_path).name == "step-000003"
+
+
+def test_metrics_log_resume_drops_later_steps(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path)
+    for step in (1, 2, 3):
+        log.log({"step": step, "loss": 1.0 / step, "reward": step / 3})
+    log.close()
+    resumed = MetricsLog(path, resume_step=2)
+    resumed.log({"step": 3, "loss": 0.0, "reward": 1.0})
+    resumed.close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(path)] == [(1, 1.0), (2, 0.5), (3, 0.0)]
+    png = plot_curves(read_metrics(path), ["reward", "loss", "kl"], tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no records"):
+        plot_curves(read_metrics(path), ["kl"], tmp_path / "none.png")
+
+
+def test_state_stream_is_resumable() -> None:
+    from swirl.schema import Action, Step, Trajectory
+    from swirl.training.states import StateStream, training_states
+
+    trajectories = [
+        Trajectory(
+            id=f"t{t}",
+            example_id="e",
+            prompt_text="",
+            prompt_token_ids=[1],
+            steps=[
+                Step(text="", token_ids=[t, k], action=Action("none", "", "", -1, -1))
+                for k in range(3)
+            ],
+            termination="step_cap",
+        )
+        for t in range(4)
+    ]
+    states = training_states(trajectories)
+    assert len(states) == 12
+    whole = StateStream(states, seed=3).take(30)  # crosses two epoch boundaries
+    first = StateStream(states, seed=3)
+    part = first.take(13)
+    resumed = StateStream(states, seed=3, position=first.position)
+    assert part + resumed.take(17) == whole
+    epoch = whole[:12]
+    assert sorted((s.trajectory_id, s.step_index) for s in epoch) == sorted(
+        (s.trajectory_id, s.step_index) for s in states
+    )
+    with pytest.raises(ValueError, match="no training states"):
+        StateStream([], seed=0)
