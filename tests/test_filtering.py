@@ -112,7 +112,8 @@ def test_file_filtering_copies_records_exactly(tmp_path, trajectories) -> None:
     kept = read_jsonl(target, Trajectory)
     assert kept == [t for t in trajectories if t.id in EXPECTED["process"]]
     assert target.read_bytes() == b"".join(
-        line for line in source.read_bytes().splitlines(keepends=True)
+        line
+        for line in source.read_bytes().splitlines(keepends=True)
         if any(f'"id":"{id}"'.encode() in line for id in EXPECTED["process"])
     )
     assert not (tmp_path / "out" / "filtered.jsonl.partial").exists()
