@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "validate": "validate",
     "decompose": "decompose",
     "index": "index",
+    "generate": "generate",
 }
 
 

@@ -153,15 +153,17 @@ class _Environment:
     def _run_tool(self, tool: Tool, action: Action) -> tuple[str, list[str]]:
         """The tool's result cut to the observation budget, and the titles a search returned.
 
-        A tool may offer ``call_with_titles(payload) -> (text, titles)`` to report the documents
-        it retrieved; otherwise ``tool(payload)`` is called and no titles are recorded.
+        A search tool that offers ``search(query) -> documents`` and ``format(documents) -> str``
+        (``swirl.tools.search.Search``, ``RemoteSearch``) reports its documents' titles; any other
+        tool is just called.
         """
-        with_titles = getattr(tool, "call_with_titles", None)
-        if with_titles is not None:
-            text, titles = with_titles(action.payload)
+        search, format_ = getattr(tool, "search", None), getattr(tool, "format", None)
+        if callable(search) and callable(format_):
+            documents = search(action.payload)
+            text, titles = format_(documents), [document.title for document in documents]
         else:
             text, titles = tool(action.payload), []
-        return self._truncate(text), list(titles)
+        return self._truncate(text), titles
 
     def _truncate(self, text: str) -> str:
         budget = self.config.observation_max_tokens
