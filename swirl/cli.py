@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "validate": "validate",
     "decompose": "decompose",
+    "index": "index",
+    "generate": "generate",
     "judge": "judge",
     "filter": "filter",
     "eval": "evaluate",

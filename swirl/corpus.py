@@ -85,3 +85,10 @@ def is_corpus_file(path: str | os.PathLike[str]) -> bool:
                     return False
                 return isinstance(record, dict) and set(record) == {"id", "title", "text"}
     return False
+
+
+def format_documents(documents: Iterable[Document]) -> str:
+    """A search result as the model sees it: one ``"Title: text"`` line per document, or
+    ``"no results"``. Truncation to a token budget is the environment's job."""
+    lines = [f"{document.title}: {document.text}" for document in documents]
+    return "\n".join(lines) if lines else "no results"

@@ -4,7 +4,8 @@ The instructions say what the paper's prompts say (in our words): which tags exi
 result comes back as a new user turn ``QUERY -> RESULT``, the step cap, not to repeat a query, and
 to either act or answer in a turn, never both. Small models follow the tags only after seeing
 them used, so each template carries worked examples, rendered as earlier chat turns
-(``few_shot`` of them go into the prompt).
+(``few_shot`` of them go into the prompt). Their tool calls are bare tags: the 135M default model
+copies that pattern, while examples that reason first lead it to reason at length and never act.
 
 Turn boundaries (end of the assistant turn, the user turn holding the observation, the next
 assistant header) are derived from the tokenizer's own chat template and appended as token ids,
@@ -58,40 +59,32 @@ class PromptTemplate(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
+# Terse on purpose: the 135M default model follows short instructions better than long ones.
 QA_INSTRUCTIONS = """\
-You answer questions with the help of a search engine, one step per turn.
-End every turn with exactly one action:
-- <search_query>QUERY</search_query> looks QUERY up. The next message is the best matching \
-article, written as QUERY -> RESULT.
-- <answer>ANSWER</answer> gives the final answer: a short phrase, no sentence.
-Think in one or two sentences before the action. Either search or answer in a turn, never both. \
-Do not repeat a query you already made. Answer only from what the search results say. You have \
-at most {max_steps} turns in total, so answer before you run out."""
+Answer the question with a search engine. Each turn, write one search as \
+<search_query>QUERY</search_query>; the best matching article comes back as QUERY -> RESULT. \
+When the results answer the question, write <answer>ANSWER</answer> with a short answer. Search \
+or answer, never both in one turn. Do not repeat a query. Answer only from the results. At most \
+{max_steps} turns."""
 
 MATH_INSTRUCTIONS = """\
-You solve math word problems with the help of a calculator, one step per turn.
-End every turn with exactly one action:
-- <math_exp>EXPRESSION</math_exp> evaluates an arithmetic expression (numbers, + - * / ^ %, \
-parentheses). The next message is the value, written as EXPRESSION -> RESULT.
-- <answer>ANSWER</answer> gives the final answer: just the number.
-Think in one or two sentences before the action. Either calculate or answer in a turn, never \
-both. Do not repeat a calculation you already made. Compute every intermediate quantity with the \
-calculator. You have at most {max_steps} turns in total, so answer before you run out."""
+Solve the problem with a calculator. Each turn, write one calculation as \
+<math_exp>EXPRESSION</math_exp> (numbers, + - * / ^ %, parentheses); the value comes back as \
+EXPRESSION -> RESULT. When you know the result, write <answer>NUMBER</answer>. Calculate or \
+answer, never both in one turn. Do not repeat a calculation. At most {max_steps} turns."""
 
 QA_EXAMPLES = [
     WorkedExample(
         question="In which country was the architect of the Halvorsen Library born?",
         turns=[
             (
-                "I need to find who designed the Halvorsen Library."
-                " <search_query>Halvorsen Library architect</search_query>",
+                "<search_query>Halvorsen Library architect</search_query>",
                 "Halvorsen Library architect -> Halvorsen Library: The Halvorsen Library is a public"
                 " library in Tromsdal. It was designed by the architect Ines Marquet and opened in"
                 " 1962.",
             ),
             (
-                "Ines Marquet designed it. Now I need her birthplace."
-                " <search_query>Ines Marquet</search_query>",
+                "<search_query>Ines Marquet</search_query>",
                 "Ines Marquet -> Ines Marquet: Ines Marquet (1921-1990) was an architect born in"
                 " Lyon, France. She worked mostly in Norway.",
             ),
@@ -102,12 +95,12 @@ QA_EXAMPLES = [
         question="Which is older, the Corrin Bridge or the Aldwick Tower?",
         turns=[
             (
-                "I need the construction dates of both. <search_query>Corrin Bridge</search_query>",
+                "<search_query>Corrin Bridge</search_query>",
                 "Corrin Bridge -> Corrin Bridge: The Corrin Bridge is a stone arch bridge completed"
                 " in 1847.",
             ),
             (
-                "The bridge is from 1847. Now the tower. <search_query>Aldwick Tower</search_query>",
+                "<search_query>Aldwick Tower</search_query>",
                 "Aldwick Tower -> Aldwick Tower: The Aldwick Tower is a clock tower built in 1902.",
             ),
             ("1847 is earlier than 1902. <answer>Corrin Bridge</answer>", None),
@@ -121,12 +114,11 @@ MATH_EXAMPLES = [
         " afternoon. How many rolls are left?",
         turns=[
             (
-                "First, half of the rolls are sold in the morning. <math_exp>48 / 2</math_exp>",
+                "<math_exp>48 / 2</math_exp>",
                 "48 / 2 -> 24",
             ),
             (
-                "24 rolls were sold in the morning, so 24 remain. Then 9 more are sold."
-                " <math_exp>24 - 9</math_exp>",
+                "<math_exp>24 - 9</math_exp>",
                 "24 - 9 -> 15",
             ),
             ("15 rolls are left. <answer>15</answer>", None),
@@ -136,9 +128,9 @@ MATH_EXAMPLES = [
         question="Tom buys 3 books at $12 each and a pen for $4. He pays with a $50 bill. How much"
         " change does he get?",
         turns=[
-            ("The books cost 3 times 12. <math_exp>3 * 12</math_exp>", "3 * 12 -> 36"),
-            ("With the pen the total is 36 plus 4. <math_exp>36 + 4</math_exp>", "36 + 4 -> 40"),
-            ("His change is 50 minus 40. <math_exp>50 - 40</math_exp>", "50 - 40 -> 10"),
+            ("<math_exp>3 * 12</math_exp>", "3 * 12 -> 36"),
+            ("<math_exp>36 + 4</math_exp>", "36 + 4 -> 40"),
+            ("<math_exp>50 - 40</math_exp>", "50 - 40 -> 10"),
             ("He gets $10 back. <answer>10</answer>", None),
         ],
     ),

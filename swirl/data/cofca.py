@@ -37,7 +37,10 @@ def _identifier(record: Record) -> str:
 
 def passages(record: Record) -> list[tuple[str, str]]:
     """The record's passages as (title, text) pairs."""
-    name = "passage" if isinstance(record.data, dict) and "passage" in record.data else "context"
+    data = record.data if isinstance(record.data, dict) else {}
+    name = "context" if "context" in data and "passage" not in data else "passage"
+    if name not in data:
+        raise fail(record, "passage", "missing (a 'context' field is accepted too)")
     value = field(record, name, (str, list))
     default_title = field(record, "title", str, default=None)
     identifier = _identifier(record)
@@ -82,10 +85,11 @@ def _sub_qa(record: Record) -> list[str]:
 
 
 def to_example(record: Record, *, dataset: str) -> Example:
+    question = field(record, "question", str)  # first: also checks that the record is an object
     titles = list(dict.fromkeys(title for title, _ in passages(record)))
     return Example(
         id=_identifier(record),
-        question=field(record, "question", str).strip(),
+        question=question.strip(),
         answers=_answers(record),
         dataset=dataset,
         task="qa",

@@ -37,27 +37,29 @@ def draw_distinct(
     split: Split,
     count: int,
     name: str,
-    max_attempts_per_item: int = 200,
 ) -> list[T]:
     """Call ``draw()`` until ``count`` items with distinct questions in ``split`` are collected.
 
-    Fails with a clear message when the generator runs out of new questions (a small world).
+    Fails with a clear message when the generator runs out of new questions (a small world): after
+    more consecutive draws without a new question than 20 times the number of distinct questions
+    seen so far (at least 2,000), the space is taken as exhausted.
     """
     items: list[T] = []
-    seen: set[str] = set()
-    attempts = 0
-    limit = max_attempts_per_item * max(count, 10)
+    seen: set[str] = set()  # every distinct question drawn, in either split
+    stale = 0
     while len(items) < count:
-        attempts += 1
-        if attempts > limit:
-            raise ValueError(
-                f"{name}: only {len(items)} distinct {split} questions could be generated "
-                f"({count} requested); ask for fewer or use a larger world"
-            )
         item = draw()
         question = question_of(item)
-        if question in seen or split_of(question) != split:
+        if question in seen:
+            stale += 1
+            if stale > max(2000, 20 * len(seen)):
+                raise ValueError(
+                    f"{name}: only {len(items)} distinct {split} questions could be generated "
+                    f"({count} requested); ask for fewer or use a larger world"
+                )
             continue
+        stale = 0
         seen.add(question)
-        items.append(item)
+        if split_of(question) == split:
+            items.append(item)
     return items
