@@ -21,8 +21,10 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from swirl.backends import GenerationBackend, SamplingParams, derive_seed
+from swirl.backends import SamplingParams, derive_seed
+from swirl.backends.base import Message
 from swirl.judge.base import Mode, check_pair, wants_outcome, wants_process, with_labels
 from swirl.judge.cache import JudgeCache, cache_key
 from swirl.judge.prompts import (
@@ -40,6 +42,15 @@ log = logging.getLogger(__name__)
 
 # Judge replies kept in a Judgment's explanation (the reasoning; long rambles are cut).
 MAX_EXPLANATION_CHARS = 2000
+
+
+class ChatBackend(Protocol):
+    """All the judge needs of a backend (every :class:`~swirl.backends.GenerationBackend` has it):
+    the reply text per conversation, in order, raising if the call fails."""
+
+    def chat(
+        self, conversations: Sequence[Sequence[Message]], params: SamplingParams
+    ) -> list[str]: ...
 
 
 @dataclass
@@ -77,7 +88,7 @@ class LLMJudge:
 
     def __init__(
         self,
-        backend: GenerationBackend,
+        backend: ChatBackend,
         *,
         name: str | None = None,
         cache: JudgeCache | None = None,
@@ -99,7 +110,7 @@ class LLMJudge:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.backend = backend
-        self.name = name or f"llm:{backend.name}"
+        self.name = name or f"llm:{getattr(backend, 'name', 'model')}"
         self.cache = cache
         self.retries = retries
         self.samples = samples
@@ -231,8 +242,9 @@ class LLMJudge:
         return [known[key] for key in keys]
 
     def _call(self, prompts: list[Messages], params: SamplingParams) -> list[str | Exception]:
-        """One backend call; if it fails as a whole, each prompt alone, so one bad request does
-        not take its neighbours down."""
+        """One backend call for ``prompts``. A backend answers a list all or nothing, so when a
+        call fails its halves are asked apart (down to single prompts): one bad request costs
+        about twice the list, not every neighbour's label."""
         self.stats.backend_calls += len(prompts)
         try:
             return list(self.backend.chat(prompts, params))
@@ -240,10 +252,8 @@ class LLMJudge:
             if len(prompts) == 1:
                 log.warning("judge request failed: %s", error)
                 return [error]
-        answers: list[str | Exception] = []
-        for prompt in prompts:
-            answers += self._call([prompt], params)
-        return answers
+        middle = len(prompts) // 2
+        return self._call(prompts[:middle], params) + self._call(prompts[middle:], params)
 
     # -- votes to labels ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -15,6 +16,7 @@ from swirl.judge.base import Judge
 from swirl.judge.reference import REFERENCE_JUDGE, ReferenceJudge
 
 if TYPE_CHECKING:
+    from swirl.backends.base import GenerationBackend, Message, SamplingParams
     from swirl.judge.llm import LLMJudge
 
 JUDGE_ENV = "SWIRL_JUDGE"
@@ -104,19 +106,31 @@ def load_judge(spec: JudgeSpec, args: argparse.Namespace) -> Judge:
     return _llm_judge(spec, args)
 
 
+class LazyBackend:
+    """A :class:`~swirl.judge.llm.ChatBackend` that builds the real backend on the first ``chat`` call, so a run the cache answers entirely
+    loads no model and contacts no server."""
+
+    def __init__(self, build: Callable[[], GenerationBackend]) -> None:
+        self._build = build
+        self._backend: GenerationBackend | None = None
+
+    def chat(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[str]:
+        if self._backend is None:
+            self._backend = self._build()
+        return self._backend.chat(conversations, params)
+
+
 def _llm_judge(spec: JudgeSpec, args: argparse.Namespace) -> LLMJudge:
+    from swirl.backends.factory import make_backend
     from swirl.judge.cache import JudgeCache
     from swirl.judge.llm import LLMJudge
     from swirl.model import cache_dir
 
-    if spec.kind == "hf":
-        from swirl.backends.hf import HFBackend
+    def build() -> GenerationBackend:
+        if spec.kind == "hf":
+            return make_backend("local", model=spec.target or None)
+        return make_backend("openai", model=spec.model, base_url=spec.target)
 
-        backend = HFBackend.load(spec.target or None)
-    else:
-        from swirl.backends.openai import OpenAIBackend
-
-        backend = OpenAIBackend(spec.target, model=spec.model)
     cache = None
     if not args.no_judge_cache:
         cache = JudgeCache(args.judge_cache or cache_dir() / "judge.sqlite")
@@ -124,7 +138,7 @@ def _llm_judge(spec: JudgeSpec, args: argparse.Namespace) -> LLMJudge:
     if temperature is None:
         temperature = 0.7 if args.judge_samples > 1 else 0.0
     return LLMJudge(
-        backend,
+        LazyBackend(build),
         name=spec.name,
         cache=cache,
         retries=args.judge_retries,
