@@ -63,7 +63,7 @@ class JudgeServer:
                     server.seen[content] += 1
                     server.kinds[content] = kind
                     first = server.seen[content] == 1
-                if kind == "500-once" and first or kind == "always-500":
+                if (kind == "500-once" and first) or kind == "always-500":
                     return server.send(self, 500, {"error": {"message": "overloaded"}})
                 if kind == "timeout-once" and first:
                     time.sleep(CLIENT_TIMEOUT * 3)
@@ -131,10 +131,16 @@ def many_trajectories() -> list[Trajectory]:
     return made
 
 
-def make_judge(url: str, cache: JudgeCache) -> LLMJudge:
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The client needs a tokenizer (for completions; the judge only chats): load it once."""
+    return load_tokenizer(None)
+
+
+def make_judge(url: str, cache: JudgeCache, tokenizer) -> LLMJudge:
     backend = OpenAIBackend(
         url,
-        load_tokenizer(None),
+        tokenizer,
         model="judge-model",
         context_length=8192,
         timeout=CLIENT_TIMEOUT,
@@ -145,14 +151,14 @@ def make_judge(url: str, cache: JudgeCache) -> LLMJudge:
     return LLMJudge(backend, name="openai:test", cache=cache, retries=2, chunk_size=16)
 
 
-def test_flaky_server_ends_with_every_label_judged_or_unknown(server, tmp_path) -> None:
+def test_flaky_server_ends_with_every_label_judged_or_unknown(server, tmp_path, tokenizer) -> None:
     source, target = tmp_path / "traj.jsonl", tmp_path / "labelled.jsonl"
     trajectories = many_trajectories()
     write_jsonl(source, trajectories)
     examples = {QA_EXAMPLE.id: QA_EXAMPLE}
 
     with JudgeCache(tmp_path / "cache.sqlite") as cache:
-        judge = make_judge(server.url, cache)
+        judge = make_judge(server.url, cache, tokenizer)
         counts = label_file(judge, examples, source, target, "both", batch_size=5, progress=False)
     assert set(server.kinds.values()) == set(BEHAVIOURS)  # the server misbehaved in every way
 
@@ -181,7 +187,12 @@ def test_flaky_server_ends_with_every_label_judged_or_unknown(server, tmp_path) 
     before = sum(server.seen.values())
     with JudgeCache(tmp_path / "cache.sqlite") as cache:
         again = label_file(
-            make_judge(server.url, cache), examples, source, target, "both", progress=False
+            make_judge(server.url, cache, tokenizer),
+            examples,
+            source,
+            target,
+            "both",
+            progress=False,
         )
     assert again.trajectories == 0 and again.skipped == len(trajectories)
     assert sum(server.seen.values()) == before
@@ -189,16 +200,15 @@ def test_flaky_server_ends_with_every_label_judged_or_unknown(server, tmp_path) 
     # A fresh output with the same cache asks only what failed (failures are never cached).
     snapshot = server.seen.copy()
     with JudgeCache(tmp_path / "cache.sqlite") as cache:
-        rerun = make_judge(server.url, cache)
+        rerun = make_judge(server.url, cache, tokenizer)
         label_file(rerun, examples, source, tmp_path / "second.jsonl", "both", progress=False)
     asked_again = {prompt for prompt, count in server.seen.items() if count > snapshot[prompt]}
     assert asked_again == {p for p, kind in server.kinds.items() if kind == "always-500"}
     assert read_jsonl(tmp_path / "second.jsonl", Trajectory) == labelled
 
 
-def test_cli_judge_with_an_openai_server_and_cache(server, tmp_path, monkeypatch) -> None:
-    """``swirl judge --judge openai:URL#model``: the same server, through the command line."""
-    monkeypatch.setenv("SWIRL_CACHE", str(tmp_path / "swirl-cache"))
+def test_cli_judge_with_an_openai_server_and_cache(tmp_path) -> None:
+    """``swirl judge --judge openai:URL#model``: a well-behaved server, through the command line."""
     data = tmp_path / "examples.jsonl"
     write_jsonl(data, [QA_EXAMPLE])
     calm = JudgeServer(behaviour=lambda content: "good")
@@ -207,6 +217,7 @@ def test_cli_judge_with_an_openai_server_and_cache(server, tmp_path, monkeypatch
         write_jsonl(source, many_trajectories()[:3])
         argv = ["judge", "--in", str(source), "--out", str(target), "--data", str(data)]
         argv += ["--judge", f"openai:{calm.url}#judge-model"]
+        argv += ["--judge-cache", str(tmp_path / "judge.sqlite")]
         assert main(argv) == 0
         asked = sum(calm.seen.values())
         assert asked == 3 * 2 + 1 + 1  # 7 steps and the one answered outcome
