@@ -100,47 +100,17 @@ def test_generate_resume_and_interrupt(tmp_path, capsys):
             assert trajectory == reference[key]
 
 
-def test_generate_bad_arguments(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "generate",
-                "--data",
-                "demo-math",
-                "--out",
-                str(tmp_path / "x.jsonl"),
-                "--samples-per-question",
-                "0",
-            ]
-        )
-        == 2
-    )
-    assert "--samples-per-question must be >= 1" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "generate",
-                "--data",
-                str(tmp_path / "missing.jsonl"),
-                "--out",
-                str(tmp_path / "y.jsonl"),
-            ]
-        )
-        == 2
-    )
-    assert "missing.jsonl" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "generate",
-                "--data",
-                "demo-math",
-                "--out",
-                str(tmp_path / "z.jsonl"),
-                "--backend",
-                "openai",
-            ]
-        )
-        == 2
-    )
-    assert "--backend openai needs --base-url" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (
+            ["--data", "demo-math", "--samples-per-question", "0"],
+            "--samples-per-question must be >= 1",
+        ),
+        (["--data", "missing.jsonl"], "missing.jsonl"),
+        (["--data", "demo-math", "--backend", "openai"], "--backend openai needs --base-url"),
+    ],
+)
+def test_generate_bad_arguments(tmp_path, capsys, extra, message):
+    assert main(["generate", "--out", str(tmp_path / "out.jsonl"), *extra]) == 2
+    assert message in capsys.readouterr().err
