@@ -29,6 +29,13 @@ _EXPORTS = {
     "JsonlError": "swirl.jsonl",
     "read_jsonl": "swirl.jsonl",
     "write_jsonl": "swirl.jsonl",
+    "SamplingParams": "swirl.backends.base",
+    "Completion": "swirl.backends.base",
+    "GenerationBackend": "swirl.backends.base",
+    "HFBackend": "swirl.backends.hf",
+    "OpenAIBackend": "swirl.backends.openai",
+    "EnvConfig": "swirl.env",
+    "run_episodes": "swirl.env",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

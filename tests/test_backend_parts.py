@@ -25,7 +25,10 @@ def reference_sample(logits: torch.Tensor, temperature: float, top_p: float, u: 
     if temperature == 0:
         return int(logits.argmax())
     probs = torch.softmax(logits / temperature, dim=-1).tolist()
-    order = sorted(range(len(probs)), key=lambda i: (-probs[i], i))
+    # Without a nucleus cut the CDF is walked in vocabulary order, else by falling probability.
+    order = list(range(len(probs)))
+    if top_p < 1:
+        order.sort(key=lambda i: (-probs[i], i))
     kept, mass = [], 0.0
     for i in order:
         if mass >= top_p:

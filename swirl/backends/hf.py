@@ -328,13 +328,20 @@ def _sample(
     rows = sampling.nonzero().flatten()
     scaled = logits[rows] / temperatures[rows, None]
     probs = torch.softmax(scaled, dim=-1)
+    uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
+    if bool((top_ps[rows] >= 1).all()):
+        # No nucleus cut: invert the CDF in vocabulary order, no sort needed.
+        cumulative = probs.cumsum(dim=-1)
+        picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None])
+        out = greedy.clone()
+        out[rows] = picks.flatten().clamp(max=logits.shape[-1] - 1)
+        return out
     sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True, stable=True)
     cumulative = sorted_probs.cumsum(dim=-1)
     # Keep a token while the mass before it is below top_p (the top token always survives).
     keep = (cumulative - sorted_probs) < top_ps[rows, None]
     sorted_probs = sorted_probs * keep
     cumulative = sorted_probs.cumsum(dim=-1)
-    uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
     targets = uniforms * cumulative[:, -1]
     picks = torch.searchsorted(cumulative, targets[:, None]).clamp(max=logits.shape[-1] - 1)
     # searchsorted may land on a zeroed (dropped) slot only at the very end; step back to a kept one.

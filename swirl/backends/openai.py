@@ -266,13 +266,16 @@ class OpenAIBackend:
         as_text = self.prompt_format == "text"
         payload["prompt"] = self._prompt_text(prompt) if as_text else prompt
         reply = await self._post(client, "completions", payload)
-        return self._completion(reply, params)
+        return self._completion(reply, params, prompt_tail=self._prompt_text(prompt[-32:]))
 
     def _prompt_text(self, prompt: list[int]) -> str:
         return self.tokenizer.decode(prompt, skip_special_tokens=False)
 
-    def _completion(self, reply: dict[str, Any], params: SamplingParams) -> Completion:
-        """Turn a ``/v1/completions`` reply into a Completion (see the module docstring)."""
+    def _completion(
+        self, reply: dict[str, Any], params: SamplingParams, prompt_tail: str = ""
+    ) -> Completion:
+        """Turn a ``/v1/completions`` reply into a Completion (see the module docstring);
+        ``prompt_tail`` is the end of the prompt's text, where an action may have been opened."""
         try:
             choice = reply["choices"][0]
             text = str(choice.get("text") or "")
@@ -284,7 +287,7 @@ class OpenAIBackend:
         ids = choice.get("token_ids")
         exact = isinstance(ids, list) and all(isinstance(i, int) for i in ids)
         if params.stop_at_action and server_reason == "stop" and find_action_stop(text) < 0:
-            tag = _stopping_tag(text, choice.get("stop_reason"))
+            tag = _stopping_tag(prompt_tail + text, choice.get("stop_reason"))
             if tag is not None:  # the server cut the stop string off
                 text += tag
                 exact = False
@@ -347,10 +350,10 @@ def _stopping_tag(text: str, stop_reason: object) -> str | None:
         return stop_reason
     if stop_reason is not None:
         return None  # vLLM: an int stop_reason is a stop token id, i.e. EOS
-    last_open = max(OPEN_TAGS.items(), key=lambda item: text.rfind(item[1]))
-    kind, tag = last_open
-    if text.rfind(tag) < 0:
-        return None
+    kind, tag = max(OPEN_TAGS.items(), key=lambda item: text.rfind(item[1]))
+    opened = text.rfind(tag)
+    if opened < 0 or find_action_stop(text, opened) >= 0:
+        return None  # no action left open: the server stopped on EOS
     return CLOSE_TAGS[kind]
 
 
