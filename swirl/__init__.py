@@ -36,6 +36,11 @@ _EXPORTS = {
     "OpenAIBackend": "swirl.backends.openai",
     "EnvConfig": "swirl.env",
     "run_episodes": "swirl.env",
+    "parse_verdict": "swirl.judge.verdict",
+    "ReferenceJudge": "swirl.judge.reference",
+    "LLMJudge": "swirl.judge.llm",
+    "exact_match": "swirl.metrics",
+    "f1": "swirl.metrics",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

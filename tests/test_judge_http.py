@@ -48,11 +48,13 @@ class JudgeServer:
     def __init__(self, behaviour=behaviour) -> None:
         self.seen: Counter[str] = Counter()  # requests per prompt
         self.kinds: dict[str, str] = {}  # prompt -> behaviour
+        self.model_listings = 0  # GET /v1/models: a client was built
         self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                server.model_listings += 1
                 server.send(self, 200, {"data": [{"id": "judge-model", "max_model_len": 8192}]})
 
             def do_POST(self) -> None:
@@ -226,10 +228,11 @@ def test_cli_judge_with_an_openai_server_and_cache(tmp_path) -> None:
             s.process.judge == f"openai:{calm.url}#judge-model" for t in labelled for s in t.steps
         )
         assert all(s.process.verdict is True for t in labelled for s in t.steps)
-        # Same command to a new file: all from the on-disk cache.
+        assert calm.model_listings == 1
+        # Same command to a new file: all from the on-disk cache, without even building a client.
         argv[4] = str(tmp_path / "again.jsonl")
         assert main(argv) == 0
-        assert sum(calm.seen.values()) == asked
+        assert sum(calm.seen.values()) == asked and calm.model_listings == 1
         assert read_jsonl(tmp_path / "again.jsonl", Trajectory) == labelled
     finally:
         calm.close()

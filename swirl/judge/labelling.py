@@ -15,7 +15,7 @@ import msgspec
 
 from swirl.jsonl import JsonlReader, JsonlWriter
 from swirl.judge.base import Judge, Mode
-from swirl.schema import Example, Trajectory
+from swirl.schema import Example, Judgment, Trajectory
 
 
 class _Id(msgspec.Struct):
@@ -38,21 +38,15 @@ class LabelCounts(msgspec.Struct):
         self.trajectories += 1
         if mode != "outcome":
             for step in trajectory.steps:
-                verdict = step.process.verdict if step.process else None
-                if verdict is None:
-                    self.steps_unknown += 1
-                elif verdict:
-                    self.steps_good += 1
-                else:
-                    self.steps_bad += 1
+                self._tally(("steps_unknown", "steps_good", "steps_bad"), step.process)
         if mode != "process":
-            verdict = trajectory.outcome.verdict if trajectory.outcome else None
-            if verdict is None:
-                self.outcome_unknown += 1
-            elif verdict:
-                self.outcome_yes += 1
-            else:
-                self.outcome_no += 1
+            self._tally(("outcome_unknown", "outcome_yes", "outcome_no"), trajectory.outcome)
+
+    def _tally(self, fields: tuple[str, str, str], label: Judgment | None) -> None:
+        """Count ``label`` in the unknown, positive or negative field of ``fields``."""
+        verdict = label.verdict if label is not None else None
+        field = fields[0] if verdict is None else fields[1] if verdict else fields[2]
+        setattr(self, field, getattr(self, field) + 1)
 
 
 def labelled_ids(path: str | os.PathLike[str]) -> set[str]:

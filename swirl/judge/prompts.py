@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from swirl.schema import Example, Step, TaskKind, Trajectory
+from swirl.schema import Step, TaskKind
 
 Messages = list[dict[str, str]]
 
@@ -187,20 +187,4 @@ def outcome_messages(
     return [
         {"role": "system", "content": _OUTCOME_SYSTEM[task] + _QUOTING_RULE},
         {"role": "user", "content": "\n".join(parts)},
-    ]
-
-
-def trajectory_process_messages(
-    example: Example, trajectory: Trajectory, *, max_quoted_chars: int = MAX_QUOTED_CHARS
-) -> list[Messages]:
-    """One process-judgment request per step of ``trajectory``."""
-    return [
-        process_messages(
-            example.question,
-            trajectory.steps,
-            index,
-            trajectory.task,
-            max_quoted_chars=max_quoted_chars,
-        )
-        for index in range(len(trajectory.steps))
     ]
