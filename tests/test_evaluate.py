@@ -174,10 +174,15 @@ def test_evaluate_writes_files_and_resumes_after_a_crash(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_pipeline_on_demo_qa(tmp_path, monkeypatch, capsys) -> None:
+def test_cli_pipeline_on_demo_qa(tmp_path, monkeypatch, capsys, request) -> None:
     """generate -> judge (reference) -> filter (each strategy) -> eval, all from the CLI, with the
     embedded model on two demo-qa questions."""
+    import torch
+
     monkeypatch.setenv("SWIRL_JUDGE", "")
+    # --threads 1 sets torch's threads for this process: put them back for the tests after this.
+    threads = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     traj, labelled_path = tmp_path / "traj.jsonl", tmp_path / "labelled.jsonl"
     common = ["--data", "demo-qa", "--max-new-tokens", "48", "--threads", "1"]
     assert main(["generate", *common, "--limit", "2", "--out", str(traj)]) == 0
