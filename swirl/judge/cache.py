@@ -1,9 +1,9 @@
 """On-disk cache of judge completions, so reruns and resumed runs cost no judge calls.
 
-A SQLite file (WAL mode, safe for several processes sharing it). The key is a SHA-256 of
-(judge model, generation settings, the chat messages, sample index, attempt); the value is the
-judge's raw reply, so a change of the verdict parser needs no new calls. Failed requests are never
-cached: a rerun asks again.
+A SQLite file (WAL mode, safe for several processes sharing it). The key is a SHA-256 of (judge
+name, i.e. its model: ``hf:PATH`` or ``openai:URL#model``; generation settings; the chat messages;
+sample index; attempt); the value is the judge's raw reply, so a change of the verdict parser
+needs no new calls. Failed requests are never cached: a rerun asks again.
 """
 
 from __future__ import annotations
