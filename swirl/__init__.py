@@ -36,6 +36,18 @@ _EXPORTS = {
     "Search": "swirl.tools.search",
     "search_tool": "swirl.tools.search",
     "RemoteSearch": "swirl.tools.remote_search",
+    "SamplingParams": "swirl.backends.base",
+    "Completion": "swirl.backends.base",
+    "GenerationBackend": "swirl.backends.base",
+    "HFBackend": "swirl.backends.hf",
+    "OpenAIBackend": "swirl.backends.openai",
+    "EnvConfig": "swirl.env",
+    "run_episodes": "swirl.env",
+    "parse_verdict": "swirl.judge.verdict",
+    "ReferenceJudge": "swirl.judge.reference",
+    "LLMJudge": "swirl.judge.llm",
+    "exact_match": "swirl.metrics",
+    "f1": "swirl.metrics",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

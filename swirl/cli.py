@@ -18,6 +18,10 @@ COMMANDS: dict[str, str] = {
     "decompose": "decompose",
     "data": "data",
     "index": "index",
+    "generate": "generate",
+    "judge": "judge",
+    "filter": "filter",
+    "eval": "evaluate",
 }
 
 

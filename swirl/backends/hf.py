@@ -1,0 +1,351 @@
+"""Local generation with a Hugging Face transformers causal LM, on CPU or GPU.
+
+Batched sampling with a KV cache: prompts are padded into one batch, the prefix they all share
+(the instructions and few-shot examples of an environment prompt) is computed once and its cache
+copied to every row, each row samples with its own seeded generator (so a row's sample does not
+depend on which other prompts share its batch), and a row leaves the batch as soon as it stops:
+on an EOS id, on its token budget, or right after the token that completes a closing action tag.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+import torch
+
+from swirl.backends.base import Completion, FinishReason, Message, SamplingParams, params_per_prompt
+from swirl.backends.stopping import ActionStopDetector
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Below this many shared tokens a separate prefix pass costs more than it saves.
+_MIN_SHARED_PREFIX = 16
+
+
+class HFBackend:
+    """Sample from a transformers model, given in memory or loaded by name.
+
+    ``HFBackend(model, tokenizer)`` samples from a live model (e.g. the policy being trained; its
+    train/eval mode is restored after each call); ``HFBackend.load(name_or_path)`` loads one
+    through :func:`swirl.model.load_model` (default: the embedded SmolLM2-135M).
+
+    ``max_batch_size`` bounds the rows decoded together; ``max_batch_tokens`` bounds the padded
+    prompt tokens (beyond the shared prefix) of one prefill pass, which sets peak memory.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str | None = None,
+        max_batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        context_length: int | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name or str(getattr(model.config, "_name_or_path", "") or "model")
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.context_length = int(
+            context_length or getattr(model.config, "max_position_embeddings", 2048)
+        )
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        )
+        # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
+        params = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        **kwargs: int,
+    ) -> HFBackend:
+        """Load a model by HF name or path (None: the embedded SmolLM2-135M-Instruct)."""
+        from swirl.model import EMBEDDED_MODEL, load_model
+
+        model, tokenizer = load_model(name_or_path, dtype=dtype, device=device)
+        return cls(model, tokenizer, name=name_or_path or EMBEDDED_MODEL, **kwargs)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams | Sequence[SamplingParams],
+    ) -> list[Completion]:
+        """One completion per prompt (see :class:`swirl.backends.GenerationBackend`)."""
+        per_row = params_per_prompt(params, len(prompts))
+        for index, prompt in enumerate(prompts):
+            if not prompt:
+                raise ValueError(f"prompt {index} is empty")
+        out: list[Completion | None] = [None] * len(prompts)
+        # Similar lengths together: less padding. A row's sample does not depend on its batch.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in self._chunks(order, prompts):
+                results = self._generate_batch(
+                    [prompts[i] for i in chunk], [per_row[i] for i in chunk]
+                )
+                for index, completion in zip(chunk, results, strict=True):
+                    out[index] = completion
+        finally:
+            self.model.train(was_training)
+        return [c for c in out if c is not None]
+
+    def chat(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[str]:
+        """Reply text per conversation, through the tokenizer's chat template."""
+        from swirl.prompts import chat_prompt_ids
+
+        prompts = [chat_prompt_ids(self.tokenizer, list(conv)) for conv in conversations]
+        params = msgspec.structs.replace(params, stop_at_action=False)
+        return [
+            self.tokenizer.decode(c.token_ids, skip_special_tokens=True).strip()
+            for c in self.generate(prompts, params)
+        ]
+
+    # -- batching -----------------------------------------------------------------------------
+
+    def _chunks(self, order: list[int], prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Split the length-sorted rows into batches within the row and padded-token budgets
+        (tokens past the prefix all prompts share, which the prefill computes once)."""
+        shared = _common_prefix_length(prompts)
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        for index in order:
+            longest = len(prompts[index]) - shared  # sorted ascending: the newest is the longest
+            if current and (
+                len(current) == self.max_batch_size
+                or (len(current) + 1) * longest > self.max_batch_tokens
+            ):
+                chunks.append(current)
+                current = []
+            current.append(index)
+        if current:
+            chunks.append(current)
+        return chunks
+
+    @torch.inference_mode()
+    def _generate_batch(
+        self, prompts: list[Sequence[int]], params: list[SamplingParams]
+    ) -> list[Completion]:
+        device = self.model.device
+        batch = len(prompts)
+        budgets = [
+            min(p.max_new_tokens, max(self.context_length - len(q), 0))
+            for p, q in zip(params, prompts, strict=True)
+        ]
+        cache, logits, attention, next_position = self._prefill(prompts)
+
+        temperatures = torch.tensor([p.temperature for p in params], dtype=torch.float32)
+        top_ps = torch.tensor([p.top_p for p in params], dtype=torch.float32)
+        generators = [_row_generator(p.seed) for p in params]
+        detectors = [
+            ActionStopDetector(self.tokenizer) if p.stop_at_action else None for p in params
+        ]
+        sampled: list[list[int]] = [[] for _ in range(batch)]
+        finish: list[FinishReason | None] = [None] * batch
+        for row, budget in enumerate(budgets):
+            if budget == 0:
+                finish[row] = "length"
+        live = [row for row in range(batch) if finish[row] is None]  # batch rows still sampling
+        if len(live) < batch:
+            keep = torch.tensor(live, device=device)
+            cache.batch_select_indices(keep)
+            logits, attention, next_position = logits[keep], attention[keep], next_position[keep]
+
+        while live:
+            tokens = _sample(
+                logits.float().cpu(),
+                temperatures[live],
+                top_ps[live],
+                [generators[row] for row in live],
+            )
+            still: list[int] = []  # positions in `live` of rows that go on
+            for slot, row in enumerate(live):
+                token = int(tokens[slot])
+                sampled[row].append(token)
+                detector = detectors[row]
+                if token in self.eos_ids:
+                    finish[row] = "eos"
+                elif detector is not None and detector.feed(token):
+                    finish[row] = "action"
+                elif len(sampled[row]) >= budgets[row]:
+                    finish[row] = "length"
+                else:
+                    still.append(slot)
+            if not still:
+                break
+            if len(still) < len(live):
+                keep = torch.tensor(still, device=device)
+                cache.batch_select_indices(keep)
+                attention, next_position, tokens = (
+                    attention[keep],
+                    next_position[keep],
+                    tokens[still],
+                )
+                live = [live[slot] for slot in still]
+            attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
+            output = self.model(
+                input_ids=tokens.to(device).view(-1, 1),
+                attention_mask=attention,
+                position_ids=next_position.view(-1, 1),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kwarg: cache},
+            )
+            logits = output.logits[:, -1]
+            next_position = next_position + 1
+
+        return [
+            Completion(
+                token_ids=ids,
+                text=self.tokenizer.decode(ids, skip_special_tokens=False),
+                finish_reason=reason or "length",
+            )
+            for ids, reason in zip(sampled, finish, strict=True)
+        ]
+
+    def _prefill(
+        self, prompts: list[Sequence[int]]
+    ) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the prompts through the model.
+
+        Returns (cache, last logits [B, V], attention mask [B, L] over the cache slots, position
+        of each row's next token [B]). Layout of row b: the shared prefix, then padding, then the
+        rest of prompt b, so every row's last prompt token sits in the last slot.
+        """
+        from transformers import DynamicCache
+
+        device = self.model.device
+        batch = len(prompts)
+        try:
+            cache = DynamicCache(config=self.model.config)
+        except TypeError:  # transformers < 4.56
+            cache = DynamicCache()
+        shared = _common_prefix_length(prompts)
+        if batch == 1 or shared < _MIN_SHARED_PREFIX:
+            shared = 0
+        # Keep one token per row after the prefix: its logits start the completion.
+        shared = min(shared, min(len(p) for p in prompts) - 1)
+        if shared > 0:
+            prefix = torch.tensor([list(prompts[0][:shared])], device=device)
+            self.model(
+                input_ids=prefix,
+                attention_mask=torch.ones_like(prefix),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kwarg: cache},
+            )
+            cache.batch_repeat_interleave(batch)
+        rests = [list(p[shared:]) for p in prompts]
+        width = max(len(r) for r in rests)
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((batch, shared + width), dtype=torch.long)
+        attention[:, :shared] = 1
+        for row, rest in enumerate(rests):
+            input_ids[row, width - len(rest) :] = torch.tensor(rest)
+            attention[row, shared + width - len(rest) :] = 1
+        # Positions count real tokens only, so padding never shifts a row's rotary positions.
+        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        attention = attention.to(device)
+        output = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention,
+            position_ids=positions[:, shared:].to(device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kwarg: cache},
+        )
+        next_position = positions[:, -1].to(device) + 1
+        return cache, output.logits[:, -1], attention, next_position
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """Every id that ends a turn: the tokenizer's EOS and the generation config's EOS ids."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, configured):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value is not None:
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the tokenizer and model define no EOS token id")
+    return frozenset(ids)
+
+
+def _common_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    first = prompts[0]
+    length = min(len(p) for p in prompts)
+    for other in prompts[1:]:
+        match = 0
+        while match < length and other[match] == first[match]:
+            match += 1
+        length = match
+    return length
+
+
+def _row_generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _sample(
+    logits: torch.Tensor,
+    temperatures: torch.Tensor,
+    top_ps: torch.Tensor,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """Draw one token per row: greedy where temperature is 0, else top-p sampling.
+
+    ``logits`` [B, V] float32 on CPU. Inverse-CDF sampling with one uniform per row from that
+    row's generator, so the draw is the same on any device and in any batch.
+    """
+    greedy = logits.argmax(dim=-1)
+    sampling = temperatures > 0
+    if not bool(sampling.any()):
+        return greedy
+    rows = sampling.nonzero().flatten()
+    scaled = logits[rows] / temperatures[rows, None]
+    probs = torch.softmax(scaled, dim=-1)
+    uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
+    if bool((top_ps[rows] >= 1).all()):
+        # No nucleus cut: invert the CDF in vocabulary order, no sort needed.
+        cumulative = probs.cumsum(dim=-1)
+        picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None])
+        out = greedy.clone()
+        out[rows] = picks.flatten().clamp(max=logits.shape[-1] - 1)
+        return out
+    sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True, stable=True)
+    cumulative = sorted_probs.cumsum(dim=-1)
+    # Keep a token while the mass before it is below top_p (the top token always survives).
+    keep = (cumulative - sorted_probs) < top_ps[rows, None]
+    sorted_probs = sorted_probs * keep
+    cumulative = sorted_probs.cumsum(dim=-1)
+    targets = uniforms * cumulative[:, -1]
+    picks = torch.searchsorted(cumulative, targets[:, None]).clamp(max=logits.shape[-1] - 1)
+    # searchsorted may land on a zeroed (dropped) slot only at the very end; step back to a kept one.
+    picks = torch.minimum(picks, keep.sum(dim=-1, keepdim=True) - 1)
+    out = greedy.clone()
+    out[rows] = sorted_ids.gather(1, picks).flatten()
+    return out

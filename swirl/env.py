@@ -1,0 +1,260 @@
+"""The multi-step tool-use environment: many episodes advance together, one model turn per round.
+
+Each round sends the context of every live episode to the backend in one ``generate`` call
+(a turn stops at the first closing action tag or at the end of the turn), parses each turn with
+:func:`swirl.parse_action`, runs the tool and appends the observation as a new user turn
+``QUERY -> RESULT``. An episode ends at ``<answer>`` (termination ``"answer"``), at the step cap
+(``"step_cap"``), at a turn without a valid action (``"invalid_action"``, the turn is recorded) or
+when a turn runs out of tokens, its own budget or the context's (``"length"``).
+
+Token-in/token-out: the context is ``prompt_token_ids`` followed, per step, by the sampled ids
+and the observation ids, all concatenated as lists of ids; nothing is decoded and re-encoded, so
+``swirl.decompose`` rebuilds exactly the sequences the model was given.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
+from swirl.prompts import TEMPLATES, ChatTurns, PromptTemplate, observation_content, render_chat
+from swirl.schema import Action, Example, Step, Termination, Trajectory
+from swirl.tags import parse_action
+from swirl.tools.base import Tool
+
+TRUNCATION_MARK = " ..."
+
+
+class EnvConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Knobs of the environment loop.
+
+    ``max_steps``: actions per trajectory (None: the template's default, 5 for QA, 10 for math).
+    ``few_shot``: worked examples in the prompt. ``observation_max_tokens``: a tool result longer
+    than this many tokens is cut (and marked with ``" ..."``). ``max_context_tokens``: prompt plus
+    all turns (None: the backend's context length). ``max_live_episodes``: episodes advanced
+    together, i.e. the batch of each ``generate`` call.
+    """
+
+    max_steps: int | None = None
+    few_shot: int = 2
+    observation_max_tokens: int = 256
+    max_context_tokens: int | None = None
+    max_live_episodes: int = 32
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.observation_max_tokens < 1 or self.max_live_episodes < 1:
+            raise ValueError("observation_max_tokens and max_live_episodes must be >= 1")
+
+
+def trajectory_id(example_id: str, sample_index: int) -> str:
+    """The id of sample ``sample_index`` of an example (unique within a generation run)."""
+    return f"{example_id}#{sample_index}"
+
+
+@dataclass
+class _Episode:
+    example: Example
+    sample_index: int
+    max_steps: int
+    prompt_text: str
+    prompt_ids: list[int]
+    context: list[int]
+    steps: list[Step] = field(default_factory=list)
+    exact_ids: bool = True
+
+
+class _Environment:
+    """Shared, read-only parts of a run: backend, tools, templates, boundaries, config."""
+
+    def __init__(
+        self,
+        backend: GenerationBackend,
+        tools: Sequence[Tool],
+        params: SamplingParams,
+        config: EnvConfig,
+        templates: Mapping[str, PromptTemplate],
+    ) -> None:
+        self.backend = backend
+        self.tokenizer = backend.tokenizer
+        self.tools: dict[str, Tool] = {}
+        for tool in tools:
+            if tool.kind in self.tools:
+                raise ValueError(f"two tools serve the action kind {tool.kind!r}")
+            self.tools[tool.kind] = tool
+        self.params = msgspec.structs.replace(params, stop_at_action=True)
+        self.config = config
+        self.templates = templates
+        self.turns = ChatTurns.from_tokenizer(self.tokenizer)
+        self.context_limit = config.max_context_tokens or backend.context_length
+
+    def start(self, example: Example, sample_index: int) -> _Episode:
+        template = self.templates.get(example.task)
+        if template is None:
+            raise ValueError(
+                f"example {example.id!r}: no prompt template for task {example.task!r}"
+            )
+        max_steps = self.config.max_steps or template.default_max_steps
+        messages = template.messages(
+            example.question, max_steps=max_steps, few_shot=self.config.few_shot
+        )
+        text = render_chat(self.tokenizer, messages)
+        ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+        return _Episode(example, sample_index, max_steps, text, ids, list(ids))
+
+    def turn_params(self, episode: _Episode) -> SamplingParams | None:
+        """Sampling params of the episode's next turn; None when no token fits the context."""
+        room = self.context_limit - len(episode.context)
+        if room < 1:
+            return None
+        seed = self.params.seed
+        if seed is not None:
+            # Per (example, sample, step): a resumed or re-batched run samples the same turn.
+            seed = derive_seed(seed, episode.example.id, episode.sample_index, len(episode.steps))
+        return msgspec.structs.replace(
+            self.params, seed=seed, max_new_tokens=min(self.params.max_new_tokens, room)
+        )
+
+    def advance(self, episode: _Episode, completion: Completion) -> Termination | None:
+        """Record one sampled turn; return the termination if the episode ended."""
+        episode.exact_ids &= completion.exact_token_ids
+        action = parse_action(completion.text)
+        step = Step(text=completion.text, token_ids=list(completion.token_ids), action=action)
+        episode.steps.append(step)
+        episode.context += completion.token_ids
+        if action.kind == "answer":
+            return "answer"
+        if action.kind in ("none", "invalid"):
+            return "length" if completion.finish_reason == "length" else "invalid_action"
+        tool = self.tools.get(action.kind)
+        if tool is None:
+            step.action = msgspec.structs.replace(
+                action, kind="invalid", payload="", error=f"no {action.kind} tool in this task"
+            )
+            return "invalid_action"
+        step.result, step.retrieved = self._run_tool(tool, action)
+        if len(episode.steps) >= episode.max_steps:
+            return "step_cap"  # the model never sees this result: no observation is appended
+        observation = self.turns.observation_ids(
+            self.tokenizer,
+            observation_content(action.payload, step.result),
+            turn_ids=completion.token_ids,
+        )
+        step.observation_token_ids = observation
+        step.observation_text = self.tokenizer.decode(observation, skip_special_tokens=False)
+        episode.context += observation
+        return None
+
+    def _run_tool(self, tool: Tool, action: Action) -> tuple[str, list[str]]:
+        """The tool's result cut to the observation budget, and the titles a search returned.
+
+        A search tool that offers ``search(query) -> documents`` and ``format(documents) -> str``
+        (``swirl.tools.search.Search``, ``RemoteSearch``) reports its documents' titles; any other
+        tool is just called.
+        """
+        search, format_ = getattr(tool, "search", None), getattr(tool, "format", None)
+        if callable(search) and callable(format_):
+            documents = search(action.payload)
+            text, titles = format_(documents), [document.title for document in documents]
+        else:
+            text, titles = tool(action.payload), []
+        return self._truncate(text), titles
+
+    def _truncate(self, text: str) -> str:
+        budget = self.config.observation_max_tokens
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= budget:
+            return text
+        cut = self.tokenizer.decode(ids[:budget], skip_special_tokens=True)
+        return cut.rstrip("\ufffd").rstrip() + TRUNCATION_MARK
+
+    def finish(self, episode: _Episode, termination: Termination) -> Trajectory:
+        last = episode.steps[-1] if episode.steps else None
+        answer = last.action.payload if last and last.action.kind == "answer" else None
+        metadata: dict[str, str | int | float | bool] = {
+            "temperature": self.params.temperature,
+            "top_p": self.params.top_p,
+        }
+        if self.params.seed is not None:
+            metadata["seed"] = self.params.seed
+        if not episode.exact_ids:
+            metadata["exact_token_ids"] = False
+        return Trajectory(
+            id=trajectory_id(episode.example.id, episode.sample_index),
+            example_id=episode.example.id,
+            sample_index=episode.sample_index,
+            task=episode.example.task,
+            model=self.backend.name,
+            prompt_text=episode.prompt_text,
+            prompt_token_ids=episode.prompt_ids,
+            steps=episode.steps,
+            final_answer=answer,
+            termination=termination,
+            metadata=metadata,
+        )
+
+
+def run_episodes(
+    examples: Iterable[Example],
+    backend: GenerationBackend,
+    *,
+    tools: Sequence[Tool],
+    params: SamplingParams | None = None,
+    config: EnvConfig | None = None,
+    templates: Mapping[str, PromptTemplate] | None = None,
+    samples_per_question: int = 1,
+    skip: Container[tuple[str, int]] = (),
+) -> Iterator[Trajectory]:
+    """Roll out ``samples_per_question`` trajectories per example; yield each as it finishes.
+
+    ``tools`` serve the action kinds (one per kind). ``params.seed`` (when set) seeds every turn
+    by (seed, example id, sample index, step), so results do not depend on batching or on
+    resuming. ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`).
+    ``skip`` holds (example id, sample index) pairs already done, which are not run again.
+    Examples are read lazily; at most ``config.max_live_episodes`` episodes are in flight.
+    """
+    if samples_per_question < 1:
+        raise ValueError(f"samples_per_question must be >= 1, got {samples_per_question}")
+    env = _Environment(
+        backend, tools, params or SamplingParams(), config or EnvConfig(), templates or TEMPLATES
+    )
+    pending = (
+        (example, index)
+        for example in examples
+        for index in range(samples_per_question)
+        if (example.id, index) not in skip
+    )
+    live: deque[_Episode] = deque()
+    exhausted = False
+    while True:
+        while not exhausted and len(live) < env.config.max_live_episodes:
+            nxt = next(pending, None)
+            if nxt is None:
+                exhausted = True
+            else:
+                live.append(env.start(*nxt))
+        if not live:
+            return
+        batch: list[_Episode] = []
+        batch_params: list[SamplingParams] = []
+        for episode in list(live):
+            turn = env.turn_params(episode)
+            if turn is None:
+                live.remove(episode)
+                yield env.finish(episode, "length")
+            else:
+                batch.append(episode)
+                batch_params.append(turn)
+        if not batch:
+            continue
+        completions = backend.generate([e.context for e in batch], batch_params)
+        for episode, completion in zip(batch, completions, strict=True):
+            termination = env.advance(episode, completion)
+            if termination is not None:
+                live.remove(episode)
+                yield env.finish(episode, termination)

@@ -1,0 +1,238 @@
+"""The environment loop: terminations, observations, token-exact states, seeds and resume.
+
+Loop logic is tested with a scripted backend (fixed turn texts, the real tokenizer, the real
+calculator and a real bm25 index); the same properties are then checked on the real model.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from swirl.backends.base import Completion, SamplingParams
+from swirl.decompose import decompose
+from swirl.env import TRUNCATION_MARK, EnvConfig, run_episodes
+from swirl.prompts import ChatTurns
+from swirl.schema import Example, Trajectory
+from swirl.tags import find_action_stop
+from swirl.tools.calculator import Calculator
+
+
+class RecordingBackend:
+    """Wraps a backend and records every prompt it was given (the sequences the model saw)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.tokenizer = inner.tokenizer
+        self.context_length = inner.context_length
+        self.prompts: list[list[int]] = []
+        self.calls = 0
+
+    def generate(self, prompts, params):
+        self.calls += 1
+        self.prompts += [list(p) for p in prompts]
+        return self.inner.generate(prompts, params)
+
+    def chat(self, conversations, params):
+        return self.inner.chat(conversations, params)
+
+
+class ScriptedBackend:
+    """Answers each question with a fixed list of turn texts (unit-test stand-in for a model)."""
+
+    name = "scripted"
+
+    def __init__(self, tokenizer, scripts: dict[str, list[str]], context_length: int = 8192):
+        self.tokenizer = tokenizer
+        self.scripts = scripts
+        self.context_length = context_length
+
+    def generate(self, prompts, params):
+        out = []
+        for prompt, p in zip(prompts, params, strict=True):
+            text = self.tokenizer.decode(prompt)
+            question = max(self.scripts, key=lambda q: text.rfind(f"Question: {q}"))
+            tail = text[text.rfind(f"Question: {question}") :]
+            step = tail.count("<|im_start|>assistant") - 1
+            turn = self.scripts[question][step]
+            ids = self.tokenizer.encode(turn, add_special_tokens=False)
+            if len(ids) > p.max_new_tokens:
+                ids, reason = ids[: p.max_new_tokens], "length"
+            elif find_action_stop(turn) >= 0:
+                reason = "action"
+            else:
+                ids, reason = [*ids, self.tokenizer.eos_token_id], "eos"
+            out.append(
+                Completion(token_ids=ids, text=self.tokenizer.decode(ids), finish_reason=reason)
+            )
+        return out
+
+    def chat(self, conversations, params):
+        raise NotImplementedError
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from swirl.model import load_tokenizer
+
+    return load_tokenizer()
+
+
+def math(id_: str, question: str) -> Example:
+    return Example(id=id_, question=question, answers=["1"], dataset="t", task="math")
+
+
+def assert_states_are_what_the_model_saw(trajectories: list[Trajectory], prompts: list[list[int]]):
+    seen = {tuple(p) for p in prompts}
+    for trajectory in trajectories:
+        for state in decompose(trajectory):
+            assert tuple(state.state_token_ids) in seen, (trajectory.id, state.step_index)
+
+
+def test_terminations_observations_and_exact_states(tokenizer):
+    scripts = {
+        "A?": [
+            "<math_exp>48 / 2</math_exp>",
+            "Half. <math_exp>24 + 48</math_exp>",
+            "<answer>72</answer>",
+        ],
+        "B?": ["<math_exp>1+1</math_exp>"] * 5,
+        "C?": ["I will not use a tag."],
+        "D?": ["<search_query>x</search_query>"],
+        "E?": ["<answer></answer>"],
+        "F?": ["word " * 50],
+    }
+    backend = RecordingBackend(ScriptedBackend(tokenizer, scripts))
+    examples = [math(q[0], q) for q in scripts]
+    config = EnvConfig(max_steps=3, max_live_episodes=4)
+    params = SamplingParams(max_new_tokens=20, seed=1)
+    trajectories = {
+        t.example_id: t
+        for t in run_episodes(examples, backend, tools=[Calculator()], params=params, config=config)
+    }
+    a = trajectories["A"]
+    assert a.termination == "answer" and a.final_answer == "72"
+    assert [s.result for s in a.steps] == ["24", "72", ""]
+    assert (
+        a.steps[0].observation_text
+        == "<|im_end|>\n<|im_start|>user\n48 / 2 -> 24<|im_end|>\n<|im_start|>assistant\n"
+    )
+    turns = ChatTurns.from_tokenizer(tokenizer)
+    assert a.steps[0].observation_token_ids == (
+        turns.user_open + tokenizer.encode("48 / 2 -> 24") + turns.assistant_open
+    )
+    assert a.steps[-1].observation_token_ids == []
+    assert trajectories["B"].termination == "step_cap" and len(trajectories["B"].steps) == 3
+    assert (
+        trajectories["B"].steps[-1].result == "2"
+        and trajectories["B"].steps[-1].observation_token_ids == []
+    )
+    c = trajectories["C"]
+    assert c.termination == "invalid_action" and c.steps[0].action.kind == "none"
+    assert c.steps[0].token_ids[-1] == tokenizer.eos_token_id
+    d = trajectories["D"]  # a search in a task with no search tool
+    assert (
+        d.termination == "invalid_action"
+        and d.steps[0].action.error == "no search tool in this task"
+    )
+    assert trajectories["E"].steps[0].action.error == "empty <answer>"
+    assert (
+        trajectories["F"].termination == "length"
+        and len(trajectories["F"].steps[0].token_ids) == 20
+    )
+    # Token-in/token-out: every decomposed state is exactly a sequence the backend was given.
+    assert_states_are_what_the_model_saw(list(trajectories.values()), backend.prompts)
+    assert len(backend.prompts) == sum(len(t.steps) for t in trajectories.values())
+    # One generate call per round, not per turn: rounds (A B C D), (A B E F) after C and D end and
+    # E and F refill, then (A B).
+    assert backend.calls == 3
+    for t in trajectories.values():  # records round-trip through the schema
+        assert msgspec.json.decode(msgspec.json.encode(t), type=Trajectory) == t
+
+
+def test_search_titles_truncation_and_context_limit(tokenizer):
+    from swirl.corpus import Document
+    from swirl.tools.search import search_tool
+
+    long_text = "Orsk is the capital of Veltria. " + "It has many old bridges. " * 80
+    corpus = [
+        Document("1", "Veltria", long_text),
+        Document("2", "Corrin Bridge", "The Corrin Bridge was completed in 1847."),
+    ]
+    search = search_tool(corpus)
+    scripts = {"Q?": ["<search_query>capital of Veltria</search_query>", "<answer>Orsk</answer>"]}
+    example = Example(id="q", question="Q?", answers=["Orsk"], dataset="t", task="qa")
+    backend = RecordingBackend(ScriptedBackend(tokenizer, scripts))
+    config = EnvConfig(observation_max_tokens=16)
+    (trajectory,) = run_episodes([example], backend, tools=[search], config=config)
+    step = trajectory.steps[0]
+    assert step.retrieved == ["Veltria"]
+    assert step.result.endswith(TRUNCATION_MARK)
+    assert len(tokenizer.encode(step.result[: -len(TRUNCATION_MARK)])) <= 16
+    assert trajectory.termination == "answer"
+    assert_states_are_what_the_model_saw([trajectory], backend.prompts)
+
+    # A context with no room for the next turn ends the episode as "length".
+    prompt_length = len(trajectory.prompt_token_ids)
+    small = EnvConfig(max_context_tokens=prompt_length + len(step.token_ids) + 5)
+    (cut,) = run_episodes(
+        [example], ScriptedBackend(tokenizer, scripts), tools=[search], config=small
+    )
+    assert cut.termination == "length" and len(cut.steps) == 1
+
+
+def test_skip_samples_and_bad_config(tokenizer):
+    scripts = {"A?": ["<answer>1</answer>"]}
+    backend = ScriptedBackend(tokenizer, scripts)
+    runs = run_episodes(
+        [math("a", "A?")], backend, tools=[Calculator()], samples_per_question=3, skip={("a", 1)}
+    )
+    assert sorted(t.sample_index for t in runs) == [0, 2]
+    with pytest.raises(ValueError, match="two tools serve"):
+        list(run_episodes([math("a", "A?")], backend, tools=[Calculator(), Calculator()]))
+    with pytest.raises(ValueError, match="no prompt template for task"):
+        bad = msgspec.structs.replace(math("a", "A?"), task="qa")
+        list(run_episodes([bad], backend, tools=[], templates={"math": None}))
+    with pytest.raises(ValueError, match="samples_per_question"):
+        list(run_episodes([], backend, tools=[], samples_per_question=0))
+
+
+@pytest.mark.slow
+def test_real_model_states_seeds_and_batching(embedded_model):
+    """On the real model: decompose() states equal the sequences generate() was given, and a
+    run's records do not depend on how episodes were batched or resumed."""
+    from swirl.backends.hf import HFBackend
+    from swirl.data import load_examples
+
+    model, tokenizer = embedded_model
+    examples = load_examples("demo-math", limit=3)
+    params = SamplingParams(max_new_tokens=24, temperature=1.0, seed=5)
+
+    def rollout(live: int, skip=()):
+        backend = RecordingBackend(HFBackend(model, tokenizer, name="smollm2"))
+        config = EnvConfig(max_steps=3, max_live_episodes=live)
+        runs = run_episodes(
+            examples,
+            backend,
+            tools=[Calculator()],
+            params=params,
+            config=config,
+            samples_per_question=2,
+            skip=skip,
+        )
+        return {t.id: t for t in runs}, backend
+
+    batched, backend = rollout(live=6)
+    assert len(batched) == 6
+    assert_states_are_what_the_model_saw(list(batched.values()), backend.prompts)
+    for trajectory in batched.values():
+        assert trajectory.prompt_token_ids == tokenizer.encode(trajectory.prompt_text)
+        for step in trajectory.steps:
+            assert step.text == tokenizer.decode(step.token_ids)
+    # Resumed (pairs already done are skipped) and fed 2 at a time: the same records.
+    done = {(t.example_id, t.sample_index) for t in list(batched.values())[:3]}
+    resumed, _ = rollout(live=2, skip=done)
+    assert len(resumed) == 3
+    for key, trajectory in resumed.items():
+        assert trajectory == batched[key]
