@@ -17,14 +17,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
 from swirl.prompts import TEMPLATES, ChatTurns, PromptTemplate, observation_content, render_chat
-from swirl.schema import Action, Example, Step, Termination, Trajectory
+from swirl.schema import Example, Step, Termination, Trajectory
 from swirl.tags import parse_action
 from swirl.tools.base import Tool
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 TRUNCATION_MARK = " ..."
 
@@ -137,7 +141,9 @@ class _Environment:
                 action, kind="invalid", payload="", error=f"no {action.kind} tool in this task"
             )
             return "invalid_action"
-        step.result, step.retrieved = self._run_tool(tool, action)
+        step.result, step.retrieved = run_tool(
+            tool, action.payload, self.tokenizer, self.config.observation_max_tokens
+        )
         if len(episode.steps) >= episode.max_steps:
             return "step_cap"  # the model never sees this result: no observation is appended
         observation = self.turns.observation_ids(
@@ -149,29 +155,6 @@ class _Environment:
         step.observation_text = self.tokenizer.decode(observation, skip_special_tokens=False)
         episode.context += observation
         return None
-
-    def _run_tool(self, tool: Tool, action: Action) -> tuple[str, list[str]]:
-        """The tool's result cut to the observation budget, and the titles a search returned.
-
-        A search tool that offers ``search(query) -> documents`` and ``format(documents) -> str``
-        (``swirl.tools.search.Search``, ``RemoteSearch``) reports its documents' titles; any other
-        tool is just called.
-        """
-        search, format_ = getattr(tool, "search", None), getattr(tool, "format", None)
-        if callable(search) and callable(format_):
-            documents = search(action.payload)
-            text, titles = format_(documents), [document.title for document in documents]
-        else:
-            text, titles = tool(action.payload), []
-        return self._truncate(text), titles
-
-    def _truncate(self, text: str) -> str:
-        budget = self.config.observation_max_tokens
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) <= budget:
-            return text
-        cut = self.tokenizer.decode(ids[:budget], skip_special_tokens=True)
-        return cut.rstrip("\ufffd").rstrip() + TRUNCATION_MARK
 
     def finish(self, episode: _Episode, termination: Termination) -> Trajectory:
         last = episode.steps[-1] if episode.steps else None
@@ -197,6 +180,29 @@ class _Environment:
             termination=termination,
             metadata=metadata,
         )
+
+
+def run_tool(
+    tool: Tool, payload: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int
+) -> tuple[str, list[str]]:
+    """Run one action's payload: the tool's result cut to ``max_tokens`` tokens (marked with
+    ``" ..."``), and the titles of the documents a search returned.
+
+    A search tool that offers ``search(query) -> documents`` and ``format(documents) -> str``
+    (``swirl.tools.search.Search``, ``RemoteSearch``) reports its documents' titles; any other
+    tool is just called.
+    """
+    search, format_ = getattr(tool, "search", None), getattr(tool, "format", None)
+    if callable(search) and callable(format_):
+        documents = search(payload)
+        text, titles = format_(documents), [document.title for document in documents]
+    else:
+        text, titles = tool(payload), []
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= max_tokens:
+        return text, titles
+    cut = tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+    return cut.rstrip("\ufffd").rstrip() + TRUNCATION_MARK, titles
 
 
 def run_episodes(

@@ -85,7 +85,8 @@ def test_checkpoint_restores_optimizer_and_rng(tmp_path: Path) -> None:
         step=1,
         model=model,
         tokenizer=None,
-        optimizer=optimizer,
+        model_state=model.state_dict(),
+        optimizer_state=optimizer.state_dict(),
         scheduler=scheduler,
         state={"data_position": 7},
     )
@@ -97,7 +98,8 @@ def test_checkpoint_restores_optimizer_and_rng(tmp_path: Path) -> None:
         fresh_optimizer, total_steps=5, warmup_steps=1, schedule="cosine"
     )
     assert latest_checkpoint(tmp_path) == path
-    state = load_trainer_state(path, optimizer=fresh_optimizer, scheduler=fresh_scheduler)
+    optimizer_state, state = load_trainer_state(path, scheduler=fresh_scheduler)
+    fresh_optimizer.load_state_dict(optimizer_state)
     assert state == {"step": 1, "data_position": 7}
     torch.testing.assert_close(torch.rand(3), expected_draw)  # RNG continues where it was saved
     assert fresh_scheduler.last_epoch == 1
@@ -121,7 +123,8 @@ def test_checkpoint_pruning_and_missing(tmp_path: Path) -> None:
             step=step,
             model=model,
             tokenizer=None,
-            optimizer=optimizer,
+            model_state=model.state_dict(),
+            optimizer_state=optimizer.state_dict(),
             scheduler=scheduler,
             state={},
             keep_last=2,

@@ -93,18 +93,14 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 def rollout_tools(args: argparse.Namespace, examples: list[Example]) -> list[Tool]:
     """The calculator, plus a search tool when any question is a QA one."""
-    from swirl.tools.calculator import Calculator
+    from swirl.tools.factory import tools_for_examples
 
-    tools: list = [Calculator()]
-    if any(example.task == "qa" for example in examples):
-        if args.retriever_url:
-            from swirl.tools.remote_search import RemoteSearch
-
-            tools.append(RemoteSearch(args.retriever_url, top_k=args.top_k))
-        else:
-            from swirl.data import load_corpus
-            from swirl.tools.search import search_tool
-
-            corpus = load_corpus(args.data, split=args.split, format=args.data_format)
-            tools.append(search_tool(corpus, backend=args.search, top_k=args.top_k))
-    return tools
+    return tools_for_examples(
+        examples,
+        args.data,
+        split=args.split,
+        data_format=args.data_format,
+        search=args.search,
+        top_k=args.top_k,
+        retriever_url=args.retriever_url,
+    )

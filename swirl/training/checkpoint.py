@@ -48,27 +48,28 @@ def save_checkpoint(
     step: int,
     model: torch.nn.Module,
     tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: dict[str, Any],
     keep_last: int = 2,
 ) -> Path:
-    """Write checkpoint ``step`` and point ``latest`` at it; prune all but the newest ``keep_last``."""
+    """Write checkpoint ``step`` and point ``latest`` at it; prune all but the newest ``keep_last``.
+
+    ``model_state``/``optimizer_state`` are full (unsharded) state dicts; ``model`` only supplies
+    ``save_pretrained`` (a PEFT model saves its adapter). Call on one process only.
+    """
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
     target = root / name
     staging = root / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    model.save_pretrained(staging / "model", safe_serialization=True)
+    model.save_pretrained(staging / "model", state_dict=model_state, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(staging / "model")
     torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-        },
+        {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng_state()},
         staging / "trainer.pt",
     )
     (staging / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
@@ -94,14 +95,13 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def load_trainer_state(
-    path: Path,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG from a checkpoint; return its state.json."""
+    path: Path, *, scheduler: torch.optim.lr_scheduler.LRScheduler
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restore scheduler and RNG from a checkpoint; return (full optimizer state, state.json).
+
+    The caller loads the optimizer state (onto sharded parameters where needed).
+    """
     saved = torch.load(path / "trainer.pt", weights_only=False)
-    optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     set_rng_state(saved["rng"])
-    return json.loads((path / "state.json").read_text())
+    return saved["optimizer"], json.loads((path / "state.json").read_text())

@@ -32,6 +32,7 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     trajectories: str  # filtered (and, for offline mode, labelled) trajectories JSONL
     out: str  # run directory: checkpoints/, metrics.jsonl, plots
     data: str = "demo-math"  # examples of the trajectories (gold annotations for the judge)
+    data_split: str = "train"
     mode: Mode = "online"
     model: str | None = None  # None = the embedded SmolLM2-135M-Instruct
     judge: str = "reference"
@@ -41,7 +42,8 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 96
-    baseline: Baseline = "group_mean"
+    # None: group_mean online (GRPO), batch_mean offline (one recorded action per state), none SFT
+    baseline: Baseline | None = None
     scale_by_std: bool = False
     clip_eps: float | None = None  # PPO-style ratio clipping (needs updates_per_batch > 1 to bite)
     updates_per_batch: int = 1

@@ -1,0 +1,76 @@
+"""Step rewards for actions sampled at training time (online mode).
+
+A sampled action is never executed in the trajectory, but the judge must see what it would do:
+a search query is run to learn which documents it would retrieve, a calculator expression is
+evaluated. The candidate step is put after the recorded steps before its state, and the judge
+labels that last step; GOOD is reward 1, BAD 0, an unknown verdict drops the sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from swirl.backends.base import Completion
+from swirl.env import run_tool
+from swirl.judge.base import Judge
+from swirl.schema import Example, Step, SubTrajectory, Trajectory
+from swirl.tags import parse_action
+from swirl.tools.base import Tool
+
+
+class StepScorer:
+    """Scores (state, sampled completion) pairs with a judge's process label of the new step."""
+
+    def __init__(
+        self,
+        judge: Judge,
+        *,
+        examples: Mapping[str, Example],
+        trajectories: Mapping[str, Trajectory],
+        tools: Sequence[Tool],
+        tokenizer: object,
+        observation_max_tokens: int = 256,
+    ) -> None:
+        self.judge = judge
+        self.examples = examples
+        self.trajectories = trajectories
+        self.tools = {tool.kind: tool for tool in tools}
+        self.tokenizer = tokenizer
+        self.observation_max_tokens = observation_max_tokens
+
+    def candidate_step(self, completion: Completion) -> Step:
+        """The step the completion would make (its tool result, not appended to any context)."""
+        action = parse_action(completion.text)
+        step = Step(text=completion.text, token_ids=list(completion.token_ids), action=action)
+        tool = self.tools.get(action.kind)
+        if tool is not None:
+            step.result, step.retrieved = run_tool(
+                tool, action.payload, self.tokenizer, self.observation_max_tokens
+            )
+        return step
+
+    def score(
+        self, pairs: Sequence[tuple[SubTrajectory, Completion]]
+    ) -> list[float | None]:
+        """Reward per pair: 1.0 (GOOD), 0.0 (BAD) or None (the judge could not decide)."""
+        batch: list[tuple[Example, Trajectory]] = []
+        for state, completion in pairs:
+            trajectory = self.trajectories.get(state.trajectory_id)
+            example = self.examples.get(state.example_id)
+            if trajectory is None or example is None:
+                missing = "trajectory" if trajectory is None else "example"
+                raise ValueError(
+                    f"state {state.trajectory_id} step {state.step_index}: its {missing} is not "
+                    "loaded (pass the --data the trajectories were generated from)"
+                )
+            steps = [*trajectory.steps[: state.step_index], self.candidate_step(completion)]
+            batch.append((example, msgspec.structs.replace(trajectory, steps=steps)))
+        labelled = self.judge.judge(batch, "process")
+        rewards: list[float | None] = []
+        for trajectory in labelled:
+            label = trajectory.steps[-1].process
+            verdict = None if label is None else label.verdict
+            rewards.append(None if verdict is None else float(verdict))
+        return rewards

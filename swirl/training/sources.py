@@ -1,0 +1,93 @@
+"""Where the actions of a training step come from.
+
+- :class:`RecordedActions` (offline and SFT modes): the action recorded at each state, rewarded
+  with its stored process label (offline) or 1 (SFT, plain likelihood).
+- :class:`SampledActions` (online, the paper's mode): G fresh actions per state from the current
+  policy, one turn each, stopped at the closing tag and never executed, scored by the judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+from swirl.backends.base import GenerationBackend, SamplingParams, derive_seed
+from swirl.schema import SubTrajectory
+from swirl.training.rewards import StepScorer
+from swirl.training.trees import ActionSample
+
+
+class ActionSource(Protocol):
+    def samples(self, states: Sequence[SubTrajectory], step: int) -> list[ActionSample]:
+        """The actions to train on at ``states`` in optimizer step ``step``."""
+        ...
+
+
+class RecordedActions:
+    """The recorded actions. ``reward="label"``: 1/0 from the process label (unknown: dropped);
+    ``reward="one"``: every action weighs 1 (supervised fine-tuning)."""
+
+    def __init__(self, reward: Literal["label", "one"]) -> None:
+        self.reward = reward
+
+    def samples(self, states: Sequence[SubTrajectory], step: int) -> list[ActionSample]:
+        out = []
+        for index, state in enumerate(states):
+            if self.reward == "one":
+                reward: float | None = 1.0
+            else:
+                verdict = None if state.process is None else state.process.verdict
+                reward = None if verdict is None else float(verdict)
+            out.append(ActionSample(state, list(state.action_token_ids), reward, index))
+        return out
+
+
+class SampledActions:
+    """G samples per state from ``backend`` (the live policy), scored by ``scorer``.
+
+    Seeds are derived from (seed, step, state, sample), so a resumed run samples what the
+    uninterrupted run would have.
+    """
+
+    def __init__(
+        self,
+        backend: GenerationBackend,
+        scorer: StepScorer,
+        *,
+        samples_per_state: int,
+        params: SamplingParams,
+        seed: int,
+    ) -> None:
+        self.backend = backend
+        self.scorer = scorer
+        self.samples_per_state = samples_per_state
+        self.params = msgspec.structs.replace(params, stop_at_action=True)
+        self.seed = seed
+
+    def samples(self, states: Sequence[SubTrajectory], step: int) -> list[ActionSample]:
+        prompts, params, owners = [], [], []
+        for index, state in enumerate(states):
+            room = self.backend.context_length - len(state.state_token_ids)
+            if room < 1:
+                continue  # the state fills the context: nothing can be sampled
+            for sample in range(self.samples_per_state):
+                key = (self.seed, step, state.trajectory_id, state.step_index, sample)
+                params.append(
+                    msgspec.structs.replace(
+                        self.params,
+                        seed=derive_seed(*key),
+                        max_new_tokens=min(self.params.max_new_tokens, room),
+                    )
+                )
+                prompts.append(state.state_token_ids)
+                owners.append(index)
+        completions = self.backend.generate(prompts, params) if prompts else []
+        rewards = self.scorer.score(
+            [(states[owner], completion) for owner, completion in zip(owners, completions, strict=True)]
+        )
+        return [
+            ActionSample(states[owner], list(completion.token_ids), reward, owner)
+            for owner, completion, reward in zip(owners, completions, rewards, strict=True)
+        ]
