@@ -29,6 +29,12 @@ _EXPORTS = {
     "JsonlError": "swirl.jsonl",
     "read_jsonl": "swirl.jsonl",
     "write_jsonl": "swirl.jsonl",
+    "Branch": "swirl.packing",
+    "TreeSequence": "swirl.packing",
+    "PackedBatch": "swirl.packing",
+    "pack": "swirl.packing",
+    "pack_py": "swirl.packing",
+    "packed_forward": "swirl.packed_forward",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -1,0 +1,130 @@
+// Prefix-shared packing of token trees (SPEC section 3).
+//
+// A trajectory is one recorded token sequence (its context) with branches: sampled or recorded
+// actions attached after the first `offset` context tokens. Every branch's full path
+// context[:offset] + tokens is inserted into a trie, so each distinct prefix is computed once.
+// Sequences are bin-packed into rows of at most max_tokens (first-fit decreasing); with
+// share_prefixes the sequences of one row share a single trie (common instructions are packed
+// once). A row lays its trie out in depth-first preorder, so a token's subtree is the contiguous
+// range [pos, subtree_end): token q attends to k exactly when k <= q < subtree_end[k].
+//
+// Determinism (the Python reference pack_py in swirl/packing.py matches it array for array):
+// - a sequence's trie is built by inserting its context up to the largest branch offset, then
+//   each branch in input order; node ids follow creation order;
+// - sequences are placed in decreasing order of their own trie size (ties: input order) into the
+//   first row whose packed length plus (size - common) fits, where `common` is the longest prefix
+//   all placed sequences' contexts share (0 without share_prefixes); otherwise a new row opens;
+// - merging a sequence into its row visits its nodes in creation order; a row's children keep
+//   creation order, which fixes the preorder layout.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace swirl {
+
+// Read-only contiguous run of token ids (the bindings copy strided arrays first).
+struct TokenSpan {
+  const std::int32_t* data = nullptr;
+  std::int64_t size = 0;
+};
+
+struct BranchInput {
+  std::int64_t offset = 0;  // attached after the first `offset` context tokens
+  TokenSpan tokens;
+  double weight = 0.0;
+};
+
+struct SequenceInput {
+  TokenSpan context;
+  std::int64_t first_branch = 0;  // index into PackInput::branches
+  std::int64_t num_branches = 0;
+};
+
+struct PackInput {
+  std::vector<SequenceInput> sequences;
+  std::vector<BranchInput> branches;  // grouped by sequence, in input order
+};
+
+struct PackOptions {
+  std::int64_t max_tokens = 0;
+  bool share_prefixes = true;
+  std::int64_t vocab_size = -1;  // < 0: no upper bound (negative ids are always rejected)
+  std::int64_t pad_id = 0;
+};
+
+// Largest accepted max_tokens: node ids and positions are int32.
+constexpr std::int64_t kMaxRowTokens = 2147483646;
+
+// Invalid input; the message names the sequence and branch. The bindings raise ValueError.
+class PackError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Caller-allocated outputs sized by Packer::rows(), length() and targets(). Row-major [R, L].
+struct PackOutput {
+  std::int32_t* input_ids = nullptr;      // [R*L] token ids, pad_id on padding
+  std::int32_t* position_ids = nullptr;   // [R*L] depth in the tree (0 on padding)
+  std::int32_t* parent = nullptr;         // [R*L] in-row index of the parent, -1 for roots/padding
+  std::int32_t* subtree_end = nullptr;    // [R*L] exclusive end of the token's subtree
+  std::int32_t* row_lengths = nullptr;    // [R] tokens used in each row
+  std::int64_t* target_rows = nullptr;    // [M] flat index r*L + pos of the predicting token
+  std::int32_t* target_ids = nullptr;     // [M] predicted token
+  float* target_weights = nullptr;        // [M] weight of the target's branch
+  std::int32_t* target_branch = nullptr;  // [M] global branch index (input order)
+};
+
+class Trie;  // packer.cpp: insertion-ordered trie with O(1) child append
+
+// Validates and packs on construction (throws PackError); write() fills the outputs.
+class Packer {
+ public:
+  Packer(const PackInput& input, const PackOptions& options);
+
+  std::int64_t rows() const { return static_cast<std::int64_t>(rows_.size()); }
+  std::int64_t length() const { return length_; }
+  std::int64_t targets() const { return num_targets_; }
+  std::int64_t naive_tokens() const { return naive_tokens_; }
+  std::int64_t packed_tokens() const { return packed_tokens_; }
+
+  void write(const PackOutput& out) const;
+
+ private:
+  void build_sequence_trie(std::size_t index, Trie& scratch);
+  std::int64_t common_prefix() const;
+  void place_sequences();
+
+  const PackInput& input_;
+  PackOptions options_;
+
+  // Per sequence: its own trie in creation order, flat over sequences. Local node ids start at 1
+  // (0 is the root, not stored); node k of sequence i sits at seq_begin_[i] + k - 1.
+  std::vector<std::int64_t> seq_begin_;     // [S+1]
+  std::vector<std::int32_t> seq_token_;     // token of each node
+  std::vector<std::int32_t> seq_parent_;    // local parent id, 0 = root
+  std::vector<std::int64_t> trunk_length_;  // context tokens kept: the largest branch offset
+  std::vector<std::int64_t> branch_begin_;  // [B+1] offsets into branch_node_
+  std::vector<std::int32_t> branch_node_;   // local node id of each branch token
+
+  // Placement: the row of each sequence (-1 without branches) and the row node of each of its
+  // nodes (aligned with seq_token_).
+  std::vector<std::int32_t> seq_row_;
+  std::vector<std::int32_t> row_node_;
+
+  // One row: its trie in creation order (index 0 = root) with the preorder layout.
+  struct Row {
+    std::vector<std::int32_t> token, parent, pos, subtree_size, depth;
+    std::int32_t size() const { return static_cast<std::int32_t>(token.size()) - 1; }
+  };
+  std::vector<Row> rows_;
+
+  std::int64_t length_ = 0;
+  std::int64_t num_targets_ = 0;
+  std::int64_t naive_tokens_ = 0;
+  std::int64_t packed_tokens_ = 0;
+};
+
+}  // namespace swirl
