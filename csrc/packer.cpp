@@ -8,47 +8,48 @@
 
 namespace swirl {
 
-// A trie over int32 tokens. Node 0 is the root; a node's children keep creation order (a linked
-// list with O(1) append). Lookups scan the list while a node has few children and switch to a
-// hash map beyond that, so a node with thousands of branches costs O(1) per lookup, not O(n).
+// A trie over int32 tokens. Node 0 is the root. Optionally nodes 1..n form an implicit chain
+// (node k holds chain[k - 1]; its chain child is k + 1) that costs nothing to insert: a sequence's
+// own context. Explicit children keep creation order (a linked list with O(1) append); lookups
+// scan the list while a node has few children and switch to a hash map beyond that, so a node
+// with thousands of branches costs O(1) per lookup, not O(n).
 class Trie {
  public:
   static constexpr std::int32_t kNone = -1;
 
-  Trie() { clear(); }
+  Trie() { reset(); }
 
-  void clear() {
-    token_.assign(1, -1);
-    parent_.assign(1, kNone);
-    first_child_.assign(1, kNone);
-    last_child_.assign(1, kNone);
-    next_sibling_.assign(1, kNone);
-    fanout_.assign(1, 0);
+  // Empties the trie; nodes 1..chain_length become the implicit chain. O(chain nodes touched).
+  void reset(const std::int32_t* chain = nullptr, std::int64_t chain_length = 0) {
+    for (const std::int32_t c : touched_) chain_slot_[c] = kNone;
+    touched_.clear();
+    chain_heads_.clear();
+    nodes_.clear();
     if (!hashed_.empty()) hashed_.clear();
+    chain_ = chain;
+    chain_length_ = static_cast<std::int32_t>(chain_length);
+    if (chain_slot_.size() < static_cast<std::size_t>(chain_length) + 1)
+      chain_slot_.resize(static_cast<std::size_t>(chain_length) + 1, kNone);
   }
 
   // Number of nodes, the root excluded.
-  std::int32_t size() const { return static_cast<std::int32_t>(token_.size()) - 1; }
+  std::int32_t size() const { return chain_length_ + static_cast<std::int32_t>(nodes_.size()); }
 
-  // Appends a new child of `parent` (no lookup: the caller knows it is absent, or does not
-  // share). Returns its id.
+  // Appends a new explicit child of `parent` (no lookup: the caller knows it is absent, or does
+  // not share). Returns its id.
   std::int32_t add(std::int32_t parent, std::int32_t token) {
-    const auto node = static_cast<std::int32_t>(token_.size());
-    token_.push_back(token);
-    parent_.push_back(parent);
-    first_child_.push_back(kNone);
-    last_child_.push_back(kNone);
-    next_sibling_.push_back(kNone);
-    fanout_.push_back(0);
-    if (last_child_[parent] == kNone)
-      first_child_[parent] = node;
-    else
-      next_sibling_[last_child_[parent]] = node;
-    last_child_[parent] = node;
-    const std::int32_t fanout = ++fanout_[parent];
+    const std::int32_t node = size() + 1;
+    Links& p = links(parent);  // before the push_back, which may move nodes_
+    const std::int32_t last = p.last_child;
+    const std::int32_t fanout = ++p.fanout;
+    if (last == kNone)
+      p.first_child = node;
+    p.last_child = node;
+    nodes_.push_back(Node{token, parent, kNone, Links{}});
+    if (last != kNone) explicit_node(last).next_sibling = node;
     if (fanout == kScanFanout + 1) {
-      for (std::int32_t c = first_child_[parent]; c != kNone; c = next_sibling_[c])
-        hashed_.emplace(key(parent, token_[c]), c);
+      for (std::int32_t c = links(parent).first_child; c != kNone; c = next_sibling(c))
+        hashed_.emplace(key(parent, this->token(c)), c);
     } else if (fanout > kScanFanout) {
       hashed_.emplace(key(parent, token), node);
     }
@@ -57,12 +58,15 @@ class Trie {
 
   // The child of `parent` holding `token`, or kNone.
   std::int32_t find(std::int32_t parent, std::int32_t token) const {
-    if (fanout_[parent] > kScanFanout) {
+    if (parent < chain_length_ && chain_[parent] == token) return parent + 1;
+    const Links* p = find_links(parent);
+    if (p == nullptr) return kNone;
+    if (p->fanout > kScanFanout) {
       const auto it = hashed_.find(key(parent, token));
       return it == hashed_.end() ? kNone : it->second;
     }
-    for (std::int32_t c = first_child_[parent]; c != kNone; c = next_sibling_[c])
-      if (token_[c] == token) return c;
+    for (std::int32_t c = p->first_child; c != kNone; c = next_sibling(c))
+      if (this->token(c) == token) return c;
     return kNone;
   }
 
@@ -71,17 +75,15 @@ class Trie {
     return found == kNone ? add(parent, token) : found;
   }
 
-  std::int32_t token(std::int32_t node) const { return token_[node]; }
-  std::int32_t parent(std::int32_t node) const { return parent_[node]; }
-  std::int32_t first_child(std::int32_t node) const { return first_child_[node]; }
-  std::int32_t next_sibling(std::int32_t node) const { return next_sibling_[node]; }
-
-  // Hands over the token and parent arrays (creation order, index 0 = root) and empties the trie.
-  void release(std::vector<std::int32_t>& token, std::vector<std::int32_t>& parent) {
-    token.swap(token_);
-    parent.swap(parent_);
-    *this = Trie();
+  // Token and parent of an explicit node (ids above the chain).
+  std::int32_t token(std::int32_t node) const { return explicit_node(node).token; }
+  std::int32_t parent(std::int32_t node) const { return explicit_node(node).parent; }
+  // First explicit child (kNone if none) and next explicit sibling, in creation order.
+  std::int32_t first_child(std::int32_t node) const {
+    const Links* p = find_links(node);
+    return p == nullptr ? kNone : p->first_child;
   }
+  std::int32_t next_sibling(std::int32_t node) const { return explicit_node(node).next_sibling; }
 
  private:
   static constexpr std::int32_t kScanFanout = 16;
@@ -90,7 +92,39 @@ class Trie {
            static_cast<std::uint32_t>(token);
   }
 
-  std::vector<std::int32_t> token_, parent_, first_child_, last_child_, next_sibling_, fanout_;
+  struct Links {
+    std::int32_t first_child = kNone, last_child = kNone, fanout = 0;
+  };
+  struct Node {
+    std::int32_t token, parent, next_sibling;
+    Links links;
+  };
+
+  bool is_chain(std::int32_t node) const { return node <= chain_length_; }
+  Node& explicit_node(std::int32_t node) { return nodes_[node - chain_length_ - 1]; }
+  const Node& explicit_node(std::int32_t node) const { return nodes_[node - chain_length_ - 1]; }
+
+  // Children links of a node; the root and chain nodes get theirs on first use.
+  Links& links(std::int32_t node) {
+    if (!is_chain(node)) return explicit_node(node).links;
+    if (chain_slot_[node] == kNone) {
+      chain_slot_[node] = static_cast<std::int32_t>(chain_heads_.size());
+      chain_heads_.emplace_back();
+      touched_.push_back(node);
+    }
+    return chain_heads_[chain_slot_[node]];
+  }
+  const Links* find_links(std::int32_t node) const {
+    if (!is_chain(node)) return &explicit_node(node).links;
+    return chain_slot_[node] == kNone ? nullptr : &chain_heads_[chain_slot_[node]];
+  }
+
+  const std::int32_t* chain_ = nullptr;
+  std::int32_t chain_length_ = 0;
+  std::vector<Node> nodes_;                // explicit nodes, id = chain_length_ + 1 + index
+  std::vector<std::int32_t> chain_slot_;   // chain node -> index into chain_heads_, or kNone
+  std::vector<Links> chain_heads_;
+  std::vector<std::int32_t> touched_;      // chain nodes with a slot, reset lazily
   std::unordered_map<std::uint64_t, std::int32_t> hashed_;
 };
 
@@ -204,10 +238,7 @@ void Packer::build_sequence_trie(std::size_t index, Trie& scratch) {
                      " (its context up to the last branch plus its branches)");
   };
   if (trunk > max_tokens) throw too_long();
-  scratch.clear();
-  // The trunk goes in first, into an empty trie: context token k becomes node k + 1.
-  for (std::int64_t k = 0; k < trunk; ++k)
-    scratch.add(static_cast<std::int32_t>(k), seq.context.data[k]);
+  scratch.reset(seq.context.data, trunk);  // context token k is node k + 1
   for (std::int64_t j = 0; j < seq.num_branches; ++j) {
     const BranchInput& b = input_.branches[seq.first_branch + j];
     auto node = static_cast<std::int32_t>(b.offset);  // node of context[offset - 1], or the root
@@ -232,12 +263,11 @@ void Packer::build_sequence_trie(std::size_t index, Trie& scratch) {
     branch_begin_.push_back(static_cast<std::int64_t>(branch_node_.size()));
   }
   trunk_length_[index] = trunk;
-  const std::int32_t size = scratch.size();
-  for (std::int32_t k = 1; k <= size; ++k) {
-    seq_token_.push_back(scratch.token(k));
-    seq_parent_.push_back(scratch.parent(k));
+  for (auto k = static_cast<std::int32_t>(trunk) + 1; k <= scratch.size(); ++k) {
+    added_token_.push_back(scratch.token(k));
+    added_parent_.push_back(scratch.parent(k));
   }
-  seq_begin_.push_back(seq_begin_.back() + size);
+  seq_begin_.push_back(static_cast<std::int64_t>(added_token_.size()));
 }
 
 // Longest context prefix shared by every sequence that has branches (0 without share_prefixes).
@@ -264,10 +294,12 @@ std::int64_t Packer::common_prefix() const {
 
 void Packer::place_sequences() {
   const std::size_t n = input_.sequences.size();
+  const auto size_of = [&](std::size_t i) {
+    return trunk_length_[i] + seq_begin_[i + 1] - seq_begin_[i];
+  };
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < n; ++i)
-    if (seq_begin_[i + 1] > seq_begin_[i]) order.push_back(i);
-  const auto size_of = [&](std::size_t i) { return seq_begin_[i + 1] - seq_begin_[i]; };
+    if (input_.sequences[i].num_branches > 0) order.push_back(i);
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t a, std::size_t b) { return size_of(a) > size_of(b); });
 
@@ -275,8 +307,8 @@ void Packer::place_sequences() {
   const bool share = options_.share_prefixes;
   FirstFit free_space(std::max<std::size_t>(order.size(), 1));
   std::vector<Trie> tries;
+  std::vector<std::int32_t> row_of_local;  // the row node of each local node of one sequence
   seq_row_.assign(n, -1);
-  row_node_.assign(seq_token_.size(), 0);
   for (const std::size_t i : order) {
     const std::int64_t size = size_of(i);
     std::int64_t r = free_space.find(size - common);
@@ -286,43 +318,67 @@ void Packer::place_sequences() {
     }
     Trie& row = tries[r];
     const std::int32_t before = row.size();
-    const std::int64_t base = seq_begin_[i];
-    for (std::int64_t k = 0; k < size; ++k) {
-      const std::int32_t local_parent = seq_parent_[base + k];
-      const std::int32_t parent = local_parent == 0 ? 0 : row_node_[base + local_parent - 1];
-      const std::int32_t token = seq_token_[base + k];
-      // Children of a node created by this very merge are new too: no lookup.
-      row_node_[base + k] =
-          share && parent <= before ? row.find_or_add(parent, token) : row.add(parent, token);
+    // Children of a node created by this very merge are new too: no lookup.
+    const auto place = [&](std::int32_t parent, std::int32_t token) {
+      return share && parent <= before ? row.find_or_add(parent, token) : row.add(parent, token);
+    };
+    const std::int64_t trunk = trunk_length_[i];
+    const std::int32_t* context = input_.sequences[i].context.data;
+    row_of_local.resize(static_cast<std::size_t>(size) + 1);
+    row_of_local[0] = 0;
+    // A non-empty row starts with its first sequence's trunk, and every context starts with the
+    // common prefix: those nodes are 1..common, no lookup needed.
+    const std::int64_t known = before > 0 ? common : 0;
+    for (std::int64_t k = 1; k <= known; ++k) row_of_local[k] = static_cast<std::int32_t>(k);
+    for (std::int64_t k = known + 1; k <= trunk; ++k)
+      row_of_local[k] = place(row_of_local[k - 1], context[k - 1]);
+    for (std::int64_t q = seq_begin_[i]; q < seq_begin_[i + 1]; ++q)
+      row_of_local[trunk + 1 + q - seq_begin_[i]] =
+          place(row_of_local[added_parent_[q]], added_token_[q]);
+
+    // Each branch token's predictor: the previous token's node, or for the first one the
+    // attachment node. Backwards, so branch_node_ can be overwritten in place.
+    const SequenceInput& seq = input_.sequences[i];
+    for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
+      const std::int64_t first = branch_begin_[b];
+      for (std::int64_t k = branch_begin_[b + 1] - 1; k >= first; --k) {
+        const std::int64_t predictor = k == first ? input_.branches[b].offset : branch_node_[k - 1];
+        branch_node_[k] = predictor == 0 ? -1 : row_of_local[predictor];
+      }
     }
     seq_row_[i] = static_cast<std::int32_t>(r);
     free_space.set(static_cast<std::size_t>(r), options_.max_tokens - row.size());
   }
-  // The sequence tries are merged; only branch_node_ and row_node_ are needed from here on.
-  std::vector<std::int32_t>().swap(seq_token_);
-  std::vector<std::int32_t>().swap(seq_parent_);
+  std::vector<std::int32_t>().swap(added_token_);
+  std::vector<std::int32_t>().swap(added_parent_);
 
   // Preorder layout of every row, computed in creation order (a parent precedes its children).
   rows_.resize(tries.size());
   for (std::size_t r = 0; r < tries.size(); ++r) {
-    Trie& trie = tries[r];
+    const Trie& trie = tries[r];
     Row& row = rows_[r];
     const std::int32_t size = trie.size();
-    row.pos.assign(size + 1, 0);
+    row.token.resize(size + 1);
+    row.parent.resize(size + 1);
+    row.pos.resize(size + 1);
     row.subtree_size.assign(size + 1, 1);
-    row.depth.assign(size + 1, -1);
-    for (std::int32_t k = size; k >= 1; --k)
-      row.subtree_size[trie.parent(k)] += row.subtree_size[k];
+    row.depth.resize(size + 1);
+    for (std::int32_t k = 1; k <= size; ++k) {
+      row.token[k] = trie.token(k);
+      row.parent[k] = trie.parent(k);
+    }
+    for (std::int32_t k = size; k >= 1; --k) row.subtree_size[row.parent[k]] += row.subtree_size[k];
     row.pos[0] = -1;
+    row.depth[0] = -1;
     for (std::int32_t p = 0; p <= size; ++p) {
-      if (p > 0) row.depth[p] = row.depth[trie.parent(p)] + 1;
+      if (p > 0) row.depth[p] = row.depth[row.parent[p]] + 1;
       std::int32_t next = row.pos[p] + 1;
       for (std::int32_t c = trie.first_child(p); c != Trie::kNone; c = trie.next_sibling(c)) {
         row.pos[c] = next;
         next += row.subtree_size[c];
       }
     }
-    trie.release(row.token, row.parent);
+    tries[r] = Trie();
     length_ = std::max<std::int64_t>(length_, size);
     packed_tokens_ += size;
   }
@@ -359,16 +415,15 @@ void Packer::write(const PackOutput& out) const {
     if (seq_row_[i] < 0) continue;
     const Row& row = rows_[seq_row_[i]];
     const std::int64_t row_base = static_cast<std::int64_t>(seq_row_[i]) * length;
-    const std::int64_t node_base = seq_begin_[i] - 1;  // local ids start at 1
-    for (std::int64_t j = 0; j < seq.num_branches; ++j) {
-      const std::int64_t b = seq.first_branch + j;
-      const auto weight = static_cast<float>(input_.branches[b].weight);
-      for (std::int64_t k = branch_begin_[b]; k < branch_begin_[b + 1]; ++k) {
-        const std::int32_t node = row_node_[node_base + branch_node_[k]];
-        const std::int32_t parent = row.parent[node];
-        if (parent == 0) continue;
-        out.target_rows[m] = row_base + row.pos[parent];
-        out.target_ids[m] = row.token[node];
+    for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
+      const BranchInput& branch = input_.branches[b];
+      const auto weight = static_cast<float>(branch.weight);
+      const std::int64_t first = branch_begin_[b];
+      for (std::int64_t k = first; k < branch_begin_[b + 1]; ++k) {
+        const std::int32_t predictor = branch_node_[k];
+        if (predictor < 0) continue;
+        out.target_rows[m] = row_base + row.pos[predictor];
+        out.target_ids[m] = branch.tokens.data[k - first];
         out.target_weights[m] = weight;
         out.target_branch[m] = static_cast<std::int32_t>(b);
         ++m;

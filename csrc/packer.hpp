@@ -97,22 +97,20 @@ class Packer {
   std::int64_t common_prefix() const;
   void place_sequences();
 
-  const PackInput& input_;
+  const PackInput& input_;  // must outlive the Packer (write() reads branch tokens)
   PackOptions options_;
 
-  // Per sequence: its own trie in creation order, flat over sequences. Local node ids start at 1
-  // (0 is the root, not stored); node k of sequence i sits at seq_begin_[i] + k - 1.
-  std::vector<std::int64_t> seq_begin_;     // [S+1]
-  std::vector<std::int32_t> seq_token_;     // token of each node
-  std::vector<std::int32_t> seq_parent_;    // local parent id, 0 = root
+  // Per sequence, its own trie: local node k in 1..trunk is context[k - 1] (implicit); the nodes
+  // its branches add (local ids trunk + 1, ...) are stored flat, in creation order.
   std::vector<std::int64_t> trunk_length_;  // context tokens kept: the largest branch offset
-  std::vector<std::int64_t> branch_begin_;  // [B+1] offsets into branch_node_
-  std::vector<std::int32_t> branch_node_;   // local node id of each branch token
-
-  // Placement: the row of each sequence (-1 without branches) and the row node of each of its
-  // nodes (aligned with seq_token_).
-  std::vector<std::int32_t> seq_row_;
-  std::vector<std::int32_t> row_node_;
+  std::vector<std::int64_t> seq_begin_;     // [S+1] offsets into added_token_/added_parent_
+  std::vector<std::int32_t> added_token_;
+  std::vector<std::int32_t> added_parent_;  // local id, 0 = root
+  // Per branch token (flat, branches in input order): its local node while placing, then the
+  // row node that predicts it (-1: none, the first token of a branch at offset 0).
+  std::vector<std::int64_t> branch_begin_;  // [B+1]
+  std::vector<std::int32_t> branch_node_;
+  std::vector<std::int32_t> seq_row_;  // row of each sequence, -1 without branches
 
   // One row: its trie in creation order (index 0 = root) with the preorder layout.
   struct Row {
