@@ -1,4 +1,4 @@
-// Prefix-shared packing: per-sequence tries, first-fit-decreasing rows, preorder layout.
+// Prefix-shared packing: per-sequence radix trees, first-fit-decreasing rows, preorder layout.
 #include "packer.hpp"
 
 #include <algorithm>
@@ -8,124 +8,216 @@
 
 namespace swirl {
 
-// A trie over int32 tokens. Node 0 is the root. Optionally nodes 1..n form an implicit chain
-// (node k holds chain[k - 1]; its chain child is k + 1) that costs nothing to insert: a sequence's
-// own context. Explicit children keep creation order (a linked list with O(1) append); lookups
-// scan the list while a node has few children and switch to a hash map beyond that, so a node
-// with thousands of branches costs O(1) per lookup, not O(n).
-class Trie {
+// A radix tree over token runs. Edge 0 is the root (no tokens); every other edge is a run of
+// tokens (pointing into the input arrays) whose first token's parent is the last token of its
+// parent edge. Children keep creation order (a doubly linked list; splitting an edge keeps its
+// old part first), so the per-token trie, and its preorder, are those of plain token-by-token
+// insertion. Child lookups scan the list while an edge has few children and use a hash map
+// beyond that.
+class Tree {
  public:
   static constexpr std::int32_t kNone = -1;
+  static constexpr std::int32_t kRoot = 0;
 
-  Trie() { reset(); }
+  // A token of the tree: token `index` of `edge`; {kRoot, -1} is the root.
+  struct Place {
+    std::int32_t edge = kRoot;
+    std::int32_t index = -1;
+  };
 
-  // Empties the trie; nodes 1..chain_length become the implicit chain. O(chain nodes touched).
-  void reset(const std::int32_t* chain = nullptr, std::int64_t chain_length = 0) {
-    for (const std::int32_t c : touched_) chain_slot_[c] = kNone;
-    touched_.clear();
-    chain_heads_.clear();
-    nodes_.clear();
-    if (!hashed_.empty()) hashed_.clear();
-    chain_ = chain;
-    chain_length_ = static_cast<std::int32_t>(chain_length);
-    if (chain_slot_.size() < static_cast<std::size_t>(chain_length) + 1)
-      chain_slot_.resize(static_cast<std::size_t>(chain_length) + 1, kNone);
-  }
+  Tree() { edges_.emplace_back(); }
 
-  // Number of nodes, the root excluded.
-  std::int32_t size() const { return chain_length_ + static_cast<std::int32_t>(nodes_.size()); }
+  std::int64_t tokens() const { return tokens_; }
+  Place end_of(std::int32_t edge) const { return {edge, edges_[edge].length - 1}; }
 
-  // Appends a new explicit child of `parent` (no lookup: the caller knows it is absent, or does
-  // not share). Returns its id.
-  std::int32_t add(std::int32_t parent, std::int32_t token) {
-    const std::int32_t node = size() + 1;
-    Links& p = links(parent);  // before the push_back, which may move nodes_
-    const std::int32_t last = p.last_child;
-    const std::int32_t fanout = ++p.fanout;
-    if (last == kNone)
-      p.first_child = node;
-    p.last_child = node;
-    nodes_.push_back(Node{token, parent, kNone, Links{}});
-    if (last != kNone) explicit_node(last).next_sibling = node;
-    if (fanout == kScanFanout + 1) {
-      for (std::int32_t c = links(parent).first_child; c != kNone; c = next_sibling(c))
-        hashed_.emplace(key(parent, this->token(c)), c);
-    } else if (fanout > kScanFanout) {
-      hashed_.emplace(key(parent, token), node);
+  // Follows the path t[0, n) below `at`, creating what is missing, and moves `at` to the path's
+  // last token. Returns false (and leaves the tree valid) if that would exceed `limit` tokens.
+  bool insert(Place& at, const std::int32_t* t, std::int64_t n, std::int64_t limit) {
+    std::int32_t e = at.edge, k = at.index;
+    std::int64_t i = 0;
+    while (i < n) {
+      const std::int32_t length = edges_[e].length;
+      if (k + 1 < length) {  // inside an edge: compare the runs
+        const std::int32_t* run = edges_[e].tokens + k + 1;
+        const std::int64_t limit_m = std::min<std::int64_t>(length - k - 1, n - i);
+        std::int64_t m = 0;
+        while (m < limit_m && run[m] == t[i + m]) ++m;
+        k += static_cast<std::int32_t>(m);
+        i += m;
+        if (i == n) break;
+        if (k + 1 < length) e = split(e, edges_[e].depth + k + 1);  // diverges: branch here
+      }
+      const std::int32_t child = find_child(e, t[i]);
+      if (child != kNone) {
+        e = child;
+        k = 0;
+        ++i;
+        continue;
+      }
+      if (tokens_ + (n - i) > limit) return false;
+      e = add_child(e, t + i, n - i);
+      k = static_cast<std::int32_t>(n - i - 1);
+      i = n;
     }
-    return node;
+    at = {e, k};
+    return true;
   }
 
-  // The child of `parent` holding `token`, or kNone.
-  std::int32_t find(std::int32_t parent, std::int32_t token) const {
-    if (parent < chain_length_ && chain_[parent] == token) return parent + 1;
-    const Links* p = find_links(parent);
-    if (p == nullptr) return kNone;
-    if (p->fanout > kScanFanout) {
-      const auto it = hashed_.find(key(parent, token));
-      return it == hashed_.end() ? kNone : it->second;
+  // The edge that ends at depth d on the (existing) path `path`, splitting an edge if needed.
+  // `hint` is an edge on that path at or above depth d (the root to start with).
+  std::int32_t edge_ending_at(const std::int32_t* path, std::int32_t d, std::int32_t hint) {
+    std::int32_t e = hint;
+    while (e == kRoot || end_depth(e) < d) e = find_child(e, path[end_depth(e) + 1]);
+    return end_depth(e) > d ? split(e, d + 1) : e;
+  }
+
+  // The token after `at` on the way to `token` (which must exist).
+  Place next(Place at, std::int32_t token) const {
+    if (at.index + 1 < edges_[at.edge].length) return {at.edge, at.index + 1};
+    return {find_child(at.edge, token), 0};
+  }
+
+  // Preorder layout starting at in-row position `base`; returns the position after the tree.
+  std::int32_t lay_out(std::int32_t row, std::int32_t base) {
+    row_ = row;
+    const std::size_t count = edges_.size();
+    pos_.assign(count, 0);
+    subtree_.assign(count, 0);
+    std::vector<std::int32_t> order, stack{kRoot};
+    order.reserve(count);
+    std::int32_t next = base;
+    while (!stack.empty()) {
+      const std::int32_t e = stack.back();
+      stack.pop_back();
+      order.push_back(e);
+      pos_[e] = next;
+      next += edges_[e].length;
+      for (std::int32_t c = edges_[e].last_child; c != kNone; c = edges_[c].prev_sibling)
+        stack.push_back(c);
     }
-    for (std::int32_t c = p->first_child; c != kNone; c = next_sibling(c))
-      if (this->token(c) == token) return c;
-    return kNone;
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      subtree_[*it] += edges_[*it].length;
+      if (*it != kRoot) subtree_[edges_[*it].parent] += subtree_[*it];
+    }
+    return next;
   }
 
-  std::int32_t find_or_add(std::int32_t parent, std::int32_t token) {
-    const std::int32_t found = find(parent, token);
-    return found == kNone ? add(parent, token) : found;
-  }
+  std::int32_t row() const { return row_; }
+  // In-row position of a token (after lay_out).
+  std::int32_t position(Place at) const { return pos_[at.edge] + at.index; }
 
-  // Token and parent of an explicit node (ids above the chain).
-  std::int32_t token(std::int32_t node) const { return explicit_node(node).token; }
-  std::int32_t parent(std::int32_t node) const { return explicit_node(node).parent; }
-  // First explicit child (kNone if none) and next explicit sibling, in creation order.
-  std::int32_t first_child(std::int32_t node) const {
-    const Links* p = find_links(node);
-    return p == nullptr ? kNone : p->first_child;
+  // Writes the tree's tokens into one row of the [R, L] outputs (after lay_out).
+  void write(std::int32_t* input_ids, std::int32_t* position_ids, std::int32_t* parent,
+             std::int32_t* subtree_end) const {
+    for (std::size_t e = 1; e < edges_.size(); ++e) {
+      const Edge& edge = edges_[e];
+      const std::int32_t p = pos_[e];
+      const std::int32_t end = p + subtree_[e];
+      parent[p] = edge.parent == kRoot ? -1 : position(end_of(edge.parent));
+      for (std::int32_t k = 0; k < edge.length; ++k) {
+        input_ids[p + k] = edge.tokens[k];
+        position_ids[p + k] = edge.depth + k;
+        subtree_end[p + k] = end;
+      }
+      for (std::int32_t k = 1; k < edge.length; ++k) parent[p + k] = p + k - 1;
+    }
   }
-  std::int32_t next_sibling(std::int32_t node) const { return explicit_node(node).next_sibling; }
 
  private:
   static constexpr std::int32_t kScanFanout = 16;
-  static std::uint64_t key(std::int32_t parent, std::int32_t token) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(parent)) << 32) |
+  static std::uint64_t key(std::int32_t edge, std::int32_t token) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(edge)) << 32) |
            static_cast<std::uint32_t>(token);
   }
 
-  struct Links {
-    std::int32_t first_child = kNone, last_child = kNone, fanout = 0;
-  };
-  struct Node {
-    std::int32_t token, parent, next_sibling;
-    Links links;
+  struct Edge {
+    const std::int32_t* tokens = nullptr;
+    std::int32_t length = 0;
+    std::int32_t depth = 0;  // depth (position id) of its first token
+    std::int32_t parent = kNone;
+    std::int32_t first_child = kNone, last_child = kNone;
+    std::int32_t prev_sibling = kNone, next_sibling = kNone;
+    std::int32_t fanout = 0;
   };
 
-  bool is_chain(std::int32_t node) const { return node <= chain_length_; }
-  Node& explicit_node(std::int32_t node) { return nodes_[node - chain_length_ - 1]; }
-  const Node& explicit_node(std::int32_t node) const { return nodes_[node - chain_length_ - 1]; }
+  std::int32_t end_depth(std::int32_t e) const { return edges_[e].depth + edges_[e].length - 1; }
 
-  // Children links of a node; the root and chain nodes get theirs on first use.
-  Links& links(std::int32_t node) {
-    if (!is_chain(node)) return explicit_node(node).links;
-    if (chain_slot_[node] == kNone) {
-      chain_slot_[node] = static_cast<std::int32_t>(chain_heads_.size());
-      chain_heads_.emplace_back();
-      touched_.push_back(node);
+  std::int32_t find_child(std::int32_t e, std::int32_t token) const {
+    if (edges_[e].fanout > kScanFanout) {
+      const auto it = hashed_.find(key(e, token));
+      return it == hashed_.end() ? kNone : it->second;
     }
-    return chain_heads_[chain_slot_[node]];
-  }
-  const Links* find_links(std::int32_t node) const {
-    if (!is_chain(node)) return &explicit_node(node).links;
-    return chain_slot_[node] == kNone ? nullptr : &chain_heads_[chain_slot_[node]];
+    for (std::int32_t c = edges_[e].first_child; c != kNone; c = edges_[c].next_sibling)
+      if (edges_[c].tokens[0] == token) return c;
+    return kNone;
   }
 
-  const std::int32_t* chain_ = nullptr;
-  std::int32_t chain_length_ = 0;
-  std::vector<Node> nodes_;                // explicit nodes, id = chain_length_ + 1 + index
-  std::vector<std::int32_t> chain_slot_;   // chain node -> index into chain_heads_, or kNone
-  std::vector<Links> chain_heads_;
-  std::vector<std::int32_t> touched_;      // chain nodes with a slot, reset lazily
+  // Appends a new last child of `e` holding t[0, n).
+  std::int32_t add_child(std::int32_t e, const std::int32_t* t, std::int64_t n) {
+    const auto c = static_cast<std::int32_t>(edges_.size());
+    edges_.emplace_back();
+    Edge& child = edges_[c];
+    Edge& parent = edges_[e];
+    child.tokens = t;
+    child.length = static_cast<std::int32_t>(n);
+    child.depth = parent.depth + parent.length;
+    child.parent = e;
+    child.prev_sibling = parent.last_child;
+    if (parent.last_child == kNone)
+      parent.first_child = c;
+    else
+      edges_[parent.last_child].next_sibling = c;
+    parent.last_child = c;
+    if (++parent.fanout == kScanFanout + 1) {
+      for (std::int32_t s = parent.first_child; s != kNone; s = edges_[s].next_sibling)
+        hashed_.emplace(key(e, edges_[s].tokens[0]), s);
+    } else if (parent.fanout > kScanFanout) {
+      hashed_.emplace(key(e, t[0]), c);
+    }
+    tokens_ += n;
+    return c;
+  }
+
+  // Splits edge `e` before depth d (strictly inside it): a new edge takes its upper part and its
+  // place among its siblings; `e` keeps the lower part (and its children) as the new edge's only
+  // child. Returns the new upper edge.
+  std::int32_t split(std::int32_t e, std::int32_t d) {
+    const auto u = static_cast<std::int32_t>(edges_.size());
+    edges_.emplace_back();
+    Edge& lower = edges_[e];
+    Edge& upper = edges_[u];
+    const std::int32_t upper_length = d - lower.depth;
+    upper.tokens = lower.tokens;
+    upper.length = upper_length;
+    upper.depth = lower.depth;
+    upper.parent = lower.parent;
+    upper.prev_sibling = lower.prev_sibling;
+    upper.next_sibling = lower.next_sibling;
+    upper.first_child = upper.last_child = e;
+    upper.fanout = 1;
+    Edge& parent = edges_[lower.parent];
+    if (upper.prev_sibling == kNone)
+      parent.first_child = u;
+    else
+      edges_[upper.prev_sibling].next_sibling = u;
+    if (upper.next_sibling == kNone)
+      parent.last_child = u;
+    else
+      edges_[upper.next_sibling].prev_sibling = u;
+    if (parent.fanout > kScanFanout) hashed_[key(lower.parent, lower.tokens[0])] = u;
+    lower.tokens += upper_length;
+    lower.length -= upper_length;
+    lower.depth = d;
+    lower.parent = u;
+    lower.prev_sibling = lower.next_sibling = kNone;
+    return u;
+  }
+
+  std::vector<Edge> edges_;
   std::unordered_map<std::uint64_t, std::int32_t> hashed_;
+  std::int64_t tokens_ = 0;
+  std::int32_t row_ = -1;
+  std::vector<std::int32_t> pos_, subtree_;  // per edge, after lay_out
 };
 
 namespace {
@@ -197,24 +289,42 @@ void check_options(const PackOptions& o) {
                     std::to_string(o.pad_id));
 }
 
+PackError too_long(std::size_t i, std::int64_t max_tokens) {
+  return PackError(sequence_name(i) +
+                   " does not fit in a row of max_tokens=" + std::to_string(max_tokens) +
+                   " (its context up to the last branch plus its branches)");
+}
+
 }  // namespace
+
+Packer::~Packer() = default;
 
 Packer::Packer(const PackInput& input, const PackOptions& options)
     : input_(input), options_(options) {
   check_options(options_);
   const std::size_t n = input_.sequences.size();
-  seq_begin_.reserve(n + 1);
-  seq_begin_.push_back(0);
   trunk_length_.assign(n, 0);
-  branch_begin_.reserve(input_.branches.size() + 1);
-  branch_begin_.push_back(0);
-  Trie scratch;
-  for (std::size_t i = 0; i < n; ++i) build_sequence_trie(i, scratch);
+  tree_size_.assign(n, 0);
+  tree_of_.assign(n, -1);
+  attach_edge_.assign(input_.branches.size(), Tree::kRoot);
+  for (std::size_t i = 0; i < n; ++i) {
+    validate_sequence(i);
+    if (input_.sequences[i].num_branches == 0) continue;
+    // The sequence's own tree: its size decides the placement (and without sharing it is what
+    // the row holds).
+    Tree own;
+    insert_sequence(i, own, options_.max_tokens);
+    tree_size_[i] = own.tokens();
+    if (!options_.share_prefixes) {
+      tree_of_[i] = static_cast<std::int32_t>(trees_.size());
+      trees_.push_back(std::make_unique<Tree>(std::move(own)));
+    }
+  }
   place_sequences();
 }
 
-// Validates sequence `index`, builds its own trie in `scratch` and appends it to the flat arrays.
-void Packer::build_sequence_trie(std::size_t index, Trie& scratch) {
+// Value checks of sequence `index` (types were checked by the bindings); records its trunk.
+void Packer::validate_sequence(std::size_t index) {
   const SequenceInput& seq = input_.sequences[index];
   const std::int64_t vocab = options_.vocab_size;
   check_token_range(seq.context, vocab, [&] { return sequence_name(index) + ".context"; });
@@ -229,45 +339,39 @@ void Packer::build_sequence_trie(std::size_t index, Trie& scratch) {
     if (!std::isfinite(static_cast<float>(b.weight)))
       throw PackError(branch_name(index, j) + ".weight is not finite in float32");
     trunk = std::max(trunk, b.offset);
-  }
-
-  const std::int64_t max_tokens = options_.max_tokens;
-  const auto too_long = [&] {
-    return PackError(sequence_name(index) +
-                     " does not fit in a row of max_tokens=" + std::to_string(max_tokens) +
-                     " (its context up to the last branch plus its branches)");
-  };
-  if (trunk > max_tokens) throw too_long();
-  scratch.reset(seq.context.data, trunk);  // context token k is node k + 1
-  for (std::int64_t j = 0; j < seq.num_branches; ++j) {
-    const BranchInput& b = input_.branches[seq.first_branch + j];
-    auto node = static_cast<std::int32_t>(b.offset);  // node of context[offset - 1], or the root
-    bool fresh = false;  // below a node created by this branch nothing can be shared
-    for (std::int64_t k = 0; k < b.tokens.size; ++k) {
-      const std::int32_t t = b.tokens.data[k];
-      if (!fresh) {
-        const std::int32_t found = scratch.find(node, t);
-        if (found != Trie::kNone) {
-          node = found;
-          branch_node_.push_back(node);
-          continue;
-        }
-        fresh = true;
-      }
-      if (scratch.size() >= max_tokens) throw too_long();
-      node = scratch.add(node, t);
-      branch_node_.push_back(node);
-    }
     naive_tokens_ += b.offset + b.tokens.size;
     num_targets_ += b.tokens.size - (b.offset == 0 ? 1 : 0);
-    branch_begin_.push_back(static_cast<std::int64_t>(branch_node_.size()));
   }
   trunk_length_[index] = trunk;
-  for (auto k = static_cast<std::int32_t>(trunk) + 1; k <= scratch.size(); ++k) {
-    added_token_.push_back(scratch.token(k));
-    added_parent_.push_back(scratch.parent(k));
+}
+
+// Inserts sequence `index` into `tree`: its trunk, then each branch from the edge that ends at
+// its attachment point (recorded in attach_edge_). Throws if the tree would exceed `limit`.
+void Packer::insert_sequence(std::size_t index, Tree& tree, std::int64_t limit) {
+  const SequenceInput& seq = input_.sequences[index];
+  const std::int32_t* context = seq.context.data;
+  Tree::Place at;
+  if (!tree.insert(at, context, trunk_length_[index], limit))
+    throw too_long(index, options_.max_tokens);
+
+  // Attachment points, top-down: split the trunk so that an edge ends at each of them.
+  std::vector<std::pair<std::int64_t, std::int64_t>> offsets;  // (offset, branch)
+  for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b)
+    if (input_.branches[b].offset > 0) offsets.emplace_back(input_.branches[b].offset, b);
+  std::sort(offsets.begin(), offsets.end());
+  std::int32_t edge = Tree::kRoot;
+  for (std::size_t k = 0; k < offsets.size(); ++k) {
+    if (k == 0 || offsets[k].first != offsets[k - 1].first)
+      edge = tree.edge_ending_at(context, static_cast<std::int32_t>(offsets[k].first - 1), edge);
+    attach_edge_[offsets[k].second] = edge;
   }
-  seq_begin_.push_back(static_cast<std::int64_t>(added_token_.size()));
+  // Splits never move the end of an edge, so the attachment edges stay valid.
+  for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
+    const BranchInput& branch = input_.branches[b];
+    Tree::Place place = branch.offset > 0 ? tree.end_of(attach_edge_[b]) : Tree::Place{};
+    if (!tree.insert(place, branch.tokens.data, branch.tokens.size, limit))
+      throw too_long(index, options_.max_tokens);
+  }
 }
 
 // Longest context prefix shared by every sequence that has branches (0 without share_prefixes).
@@ -294,93 +398,45 @@ std::int64_t Packer::common_prefix() const {
 
 void Packer::place_sequences() {
   const std::size_t n = input_.sequences.size();
-  const auto size_of = [&](std::size_t i) {
-    return trunk_length_[i] + seq_begin_[i + 1] - seq_begin_[i];
-  };
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < n; ++i)
     if (input_.sequences[i].num_branches > 0) order.push_back(i);
   std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return size_of(a) > size_of(b); });
+                   [&](std::size_t a, std::size_t b) { return tree_size_[a] > tree_size_[b]; });
 
   const std::int64_t common = common_prefix();
   const bool share = options_.share_prefixes;
   FirstFit free_space(std::max<std::size_t>(order.size(), 1));
-  std::vector<Trie> tries;
-  std::vector<std::int32_t> row_of_local;  // the row node of each local node of one sequence
-  seq_row_.assign(n, -1);
+  std::vector<std::int64_t> used;
   for (const std::size_t i : order) {
-    const std::int64_t size = size_of(i);
-    std::int64_t r = free_space.find(size - common);
+    std::int64_t r = free_space.find(tree_size_[i] - common);
     if (r < 0) {
-      r = static_cast<std::int64_t>(tries.size());
-      tries.emplace_back();
-    }
-    Trie& row = tries[r];
-    const std::int32_t before = row.size();
-    // Children of a node created by this very merge are new too: no lookup.
-    const auto place = [&](std::int32_t parent, std::int32_t token) {
-      return share && parent <= before ? row.find_or_add(parent, token) : row.add(parent, token);
-    };
-    const std::int64_t trunk = trunk_length_[i];
-    const std::int32_t* context = input_.sequences[i].context.data;
-    row_of_local.resize(static_cast<std::size_t>(size) + 1);
-    row_of_local[0] = 0;
-    // A non-empty row starts with its first sequence's trunk, and every context starts with the
-    // common prefix: those nodes are 1..common, no lookup needed.
-    const std::int64_t known = before > 0 ? common : 0;
-    for (std::int64_t k = 1; k <= known; ++k) row_of_local[k] = static_cast<std::int32_t>(k);
-    for (std::int64_t k = known + 1; k <= trunk; ++k)
-      row_of_local[k] = place(row_of_local[k - 1], context[k - 1]);
-    for (std::int64_t q = seq_begin_[i]; q < seq_begin_[i + 1]; ++q)
-      row_of_local[trunk + 1 + q - seq_begin_[i]] =
-          place(row_of_local[added_parent_[q]], added_token_[q]);
-
-    // Each branch token's predictor: the previous token's node, or for the first one the
-    // attachment node. Backwards, so branch_node_ can be overwritten in place.
-    const SequenceInput& seq = input_.sequences[i];
-    for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
-      const std::int64_t first = branch_begin_[b];
-      for (std::int64_t k = branch_begin_[b + 1] - 1; k >= first; --k) {
-        const std::int64_t predictor = k == first ? input_.branches[b].offset : branch_node_[k - 1];
-        branch_node_[k] = predictor == 0 ? -1 : row_of_local[predictor];
+      r = static_cast<std::int64_t>(rows_.size());
+      rows_.emplace_back();
+      used.push_back(0);
+      if (share) {
+        rows_.back().push_back(static_cast<std::int32_t>(trees_.size()));
+        trees_.push_back(std::make_unique<Tree>());
       }
     }
-    seq_row_[i] = static_cast<std::int32_t>(r);
-    free_space.set(static_cast<std::size_t>(r), options_.max_tokens - row.size());
+    if (share) {
+      // The sequence joins the row's trie; first-fit guarantees it fits.
+      tree_of_[i] = rows_[r].front();
+      Tree& tree = *trees_[tree_of_[i]];
+      insert_sequence(i, tree, options_.max_tokens);
+      used[r] = tree.tokens();
+    } else {
+      rows_[r].push_back(tree_of_[i]);
+      used[r] += tree_size_[i];
+    }
+    free_space.set(static_cast<std::size_t>(r), options_.max_tokens - used[r]);
   }
-  std::vector<std::int32_t>().swap(added_token_);
-  std::vector<std::int32_t>().swap(added_parent_);
-
-  // Preorder layout of every row, computed in creation order (a parent precedes its children).
-  rows_.resize(tries.size());
-  for (std::size_t r = 0; r < tries.size(); ++r) {
-    const Trie& trie = tries[r];
-    Row& row = rows_[r];
-    const std::int32_t size = trie.size();
-    row.token.resize(size + 1);
-    row.parent.resize(size + 1);
-    row.pos.resize(size + 1);
-    row.subtree_size.assign(size + 1, 1);
-    row.depth.resize(size + 1);
-    for (std::int32_t k = 1; k <= size; ++k) {
-      row.token[k] = trie.token(k);
-      row.parent[k] = trie.parent(k);
-    }
-    for (std::int32_t k = size; k >= 1; --k) row.subtree_size[row.parent[k]] += row.subtree_size[k];
-    row.pos[0] = -1;
-    row.depth[0] = -1;
-    for (std::int32_t p = 0; p <= size; ++p) {
-      if (p > 0) row.depth[p] = row.depth[row.parent[p]] + 1;
-      std::int32_t next = row.pos[p] + 1;
-      for (std::int32_t c = trie.first_child(p); c != Trie::kNone; c = trie.next_sibling(c)) {
-        row.pos[c] = next;
-        next += row.subtree_size[c];
-      }
-    }
-    tries[r] = Trie();
-    length_ = std::max<std::int64_t>(length_, size);
-    packed_tokens_ += size;
+  for (std::size_t r = 0; r < rows_.size(); ++r) {
+    std::int32_t end = 0;
+    for (const std::int32_t t : rows_[r])
+      end = trees_[t]->lay_out(static_cast<std::int32_t>(r), end);
+    length_ = std::max<std::int64_t>(length_, end);
+    packed_tokens_ += end;
   }
 }
 
@@ -388,23 +444,20 @@ void Packer::write(const PackOutput& out) const {
   const std::int64_t length = length_;
   const auto pad_id = static_cast<std::int32_t>(options_.pad_id);
   for (std::size_t r = 0; r < rows_.size(); ++r) {
-    const Row& row = rows_[r];
     const std::int64_t base = static_cast<std::int64_t>(r) * length;
-    const std::int32_t size = row.size();
-    for (std::int32_t k = 1; k <= size; ++k) {
-      const std::int64_t q = base + row.pos[k];
-      out.input_ids[q] = row.token[k];
-      out.position_ids[q] = row.depth[k];
-      out.parent[q] = row.parent[k] == 0 ? -1 : row.pos[row.parent[k]];
-      out.subtree_end[q] = row.pos[k] + row.subtree_size[k];
+    std::int64_t used = 0;
+    for (const std::int32_t t : rows_[r]) {
+      trees_[t]->write(out.input_ids + base, out.position_ids + base, out.parent + base,
+                       out.subtree_end + base);
+      used += trees_[t]->tokens();
     }
-    for (std::int64_t pos = size; pos < length; ++pos) {
+    for (std::int64_t pos = used; pos < length; ++pos) {
       out.input_ids[base + pos] = pad_id;
       out.position_ids[base + pos] = 0;
       out.parent[base + pos] = -1;
       out.subtree_end[base + pos] = static_cast<std::int32_t>(pos + 1);
     }
-    out.row_lengths[r] = size;
+    out.row_lengths[r] = static_cast<std::int32_t>(used);
   }
 
   // Targets in global branch order; token j is predicted by its tree parent (for j = 0 the last
@@ -412,21 +465,23 @@ void Packer::write(const PackOutput& out) const {
   std::int64_t m = 0;
   for (std::size_t i = 0; i < input_.sequences.size(); ++i) {
     const SequenceInput& seq = input_.sequences[i];
-    if (seq_row_[i] < 0) continue;
-    const Row& row = rows_[seq_row_[i]];
-    const std::int64_t row_base = static_cast<std::int64_t>(seq_row_[i]) * length;
+    if (tree_of_[i] < 0) continue;
+    const Tree& tree = *trees_[tree_of_[i]];
+    const std::int64_t row_base = static_cast<std::int64_t>(tree.row()) * length;
     for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
       const BranchInput& branch = input_.branches[b];
       const auto weight = static_cast<float>(branch.weight);
-      const std::int64_t first = branch_begin_[b];
-      for (std::int64_t k = first; k < branch_begin_[b + 1]; ++k) {
-        const std::int32_t predictor = branch_node_[k];
-        if (predictor < 0) continue;
-        out.target_rows[m] = row_base + row.pos[predictor];
-        out.target_ids[m] = branch.tokens.data[k - first];
-        out.target_weights[m] = weight;
-        out.target_branch[m] = static_cast<std::int32_t>(b);
-        ++m;
+      Tree::Place at = branch.offset > 0 ? tree.end_of(attach_edge_[b]) : Tree::Place{};
+      for (std::int64_t k = 0; k < branch.tokens.size; ++k) {
+        const std::int32_t token = branch.tokens.data[k];
+        if (at.edge != Tree::kRoot) {
+          out.target_rows[m] = row_base + tree.position(at);
+          out.target_ids[m] = token;
+          out.target_weights[m] = weight;
+          out.target_branch[m] = static_cast<std::int32_t>(b);
+          ++m;
+        }
+        at = tree.next(at, token);
       }
     }
   }

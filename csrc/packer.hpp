@@ -10,15 +10,19 @@
 //
 // Determinism (the Python reference pack_py in swirl/packing.py matches it array for array):
 // - a sequence's trie is built by inserting its context up to the largest branch offset, then
-//   each branch in input order; node ids follow creation order;
+//   each branch in input order;
 // - sequences are placed in decreasing order of their own trie size (ties: input order) into the
 //   first row whose packed length plus (size - common) fits, where `common` is the longest prefix
 //   all placed sequences' contexts share (0 without share_prefixes); otherwise a new row opens;
-// - merging a sequence into its row visits its nodes in creation order; a row's children keep
-//   creation order, which fixes the preorder layout.
+// - a sequence joins its row's trie the same way (context, then branches in input order); the
+//   children of a node keep the order in which they were created, which fixes the preorder.
+//
+// The tries are radix trees whose edges point into the input arrays: per token the packer only
+// validates, compares where prefixes are shared, and writes the outputs.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -77,12 +81,13 @@ struct PackOutput {
   std::int32_t* target_branch = nullptr;  // [M] global branch index (input order)
 };
 
-class Trie;  // packer.cpp: insertion-ordered trie with O(1) child append
+class Tree;  // packer.cpp: radix tree over token runs
 
 // Validates and packs on construction (throws PackError); write() fills the outputs.
 class Packer {
  public:
   Packer(const PackInput& input, const PackOptions& options);
+  ~Packer();
 
   std::int64_t rows() const { return static_cast<std::int64_t>(rows_.size()); }
   std::int64_t length() const { return length_; }
@@ -93,31 +98,21 @@ class Packer {
   void write(const PackOutput& out) const;
 
  private:
-  void build_sequence_trie(std::size_t index, Trie& scratch);
+  void validate_sequence(std::size_t index);
+  void insert_sequence(std::size_t index, Tree& tree, std::int64_t limit);
   std::int64_t common_prefix() const;
   void place_sequences();
 
-  const PackInput& input_;  // must outlive the Packer (write() reads branch tokens)
+  const PackInput& input_;  // must outlive the Packer: the trees point into its arrays
   PackOptions options_;
 
-  // Per sequence, its own trie: local node k in 1..trunk is context[k - 1] (implicit); the nodes
-  // its branches add (local ids trunk + 1, ...) are stored flat, in creation order.
   std::vector<std::int64_t> trunk_length_;  // context tokens kept: the largest branch offset
-  std::vector<std::int64_t> seq_begin_;     // [S+1] offsets into added_token_/added_parent_
-  std::vector<std::int32_t> added_token_;
-  std::vector<std::int32_t> added_parent_;  // local id, 0 = root
-  // Per branch token (flat, branches in input order): its local node while placing, then the
-  // row node that predicts it (-1: none, the first token of a branch at offset 0).
-  std::vector<std::int64_t> branch_begin_;  // [B+1]
-  std::vector<std::int32_t> branch_node_;
-  std::vector<std::int32_t> seq_row_;  // row of each sequence, -1 without branches
-
-  // One row: its trie in creation order (index 0 = root) with the preorder layout.
-  struct Row {
-    std::vector<std::int32_t> token, parent, pos, subtree_size, depth;
-    std::int32_t size() const { return static_cast<std::int32_t>(token.size()) - 1; }
-  };
-  std::vector<Row> rows_;
+  std::vector<std::int64_t> tree_size_;     // tokens in the sequence's own trie
+  std::vector<std::int32_t> tree_of_;       // per sequence: index into trees_ (-1: no branches)
+  std::vector<std::int32_t> attach_edge_;   // per branch: edge ending at token offset - 1, or 0
+  std::vector<std::unique_ptr<Tree>> trees_;
+  // A row: its trees in layout order (one shared trie, or one trie per sequence).
+  std::vector<std::vector<std::int32_t>> rows_;
 
   std::int64_t length_ = 0;
   std::int64_t num_targets_ = 0;

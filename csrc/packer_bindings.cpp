@@ -56,7 +56,8 @@ class TokenArrays {
     const auto a = py::reinterpret_borrow<py::array>(array);
     const py::dtype dtype = a.dtype();
     const char order = dtype.byteorder();
-    const bool native_order = order == '=' || order == '|' || order == (PY_LITTLE_ENDIAN ? '<' : '>');
+    const bool native_order =
+        order == '=' || order == '|' || order == (PY_LITTLE_ENDIAN ? '<' : '>');
     if (a.ndim() != 1 || dtype.num() != names().int32_num || !native_order) throw fail(name);
     const auto size = static_cast<std::int64_t>(a.shape(0));
     const auto* data = static_cast<const char*>(a.data());
@@ -143,7 +144,7 @@ py::dict pack(py::handle sequences, std::int64_t max_tokens, bool share_prefixes
       BranchInput b;
       b.offset = read_offset(branch, i, j);
       b.tokens = arrays.read(get_attr(branch, names().tokens),
-                              [&] { return branch_name(i, j) + ".tokens"; });
+                             [&] { return branch_name(i, j) + ".tokens"; });
       b.weight = read_weight(branch, i, j);
       input.branches.push_back(b);
     }
