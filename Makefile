@@ -10,7 +10,7 @@ STAMP := $(VENV)/.swirl-setup
 NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup run test test-server lint format bench wheel clean
+.PHONY: setup run test test-server lint format bench wheel clean asan
 
 setup: $(STAMP)
 
@@ -56,6 +56,25 @@ test: lint test-server
 
 bench: setup
 	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-only -s $(PYTEST_ARGS)
+
+# The native tests on an AddressSanitizer + UBSan build of the module, made in a temp dir (~1 min,
+# so not part of `make test`). python -S -P skips the editable install's import hook and the
+# checkout, so the sanitized copy is the one imported; libstdc++ is preloaded beside libasan so
+# that ASan can intercept C++ throws (python itself does not link libstdc++).
+ASAN_TESTS ?= tests/test_packing.py tests/test_tags.py
+asan: setup
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+	cmake -S . -B "$$tmp/build" -DSWIRL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+	  -DPython_EXECUTABLE=$(abspath $(BIN)/python) \
+	  -Dpybind11_DIR=$$($(BIN)/python -m pybind11 --cmakedir) >/dev/null; \
+	cmake --build "$$tmp/build" -j2 >/dev/null; \
+	mkdir -p "$$tmp/pkg"; cp -r swirl kernels "$$tmp/pkg/"; cp "$$tmp"/build/_native*.so "$$tmp/pkg/swirl/"; \
+	export PYTHONPATH="$$tmp/pkg:$$site" \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
+	$(BIN)/python -S -P -c "import swirl._native as n; assert n.__file__.startswith('$$tmp'), n.__file__"; \
+	$(BIN)/python -S -P -m pytest -q -p no:cacheprovider $(ASAN_TESTS)
 
 wheel: setup
 	$(PIP) wheel --no-deps . -w dist

@@ -6,5 +6,6 @@
 namespace swirl {
 
 void register_tags(pybind11::module_& m);
+void register_packer(pybind11::module_& m);
 
 }  // namespace swirl

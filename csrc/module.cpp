@@ -4,4 +4,5 @@
 PYBIND11_MODULE(_native, m) {
   m.doc() = "swirl native core: tag parsing and prefix-shared packing";
   swirl::register_tags(m);
+  swirl::register_packer(m);
 }

@@ -48,6 +48,12 @@ _EXPORTS = {
     "LLMJudge": "swirl.judge.llm",
     "exact_match": "swirl.metrics",
     "f1": "swirl.metrics",
+    "Branch": "swirl.packing",
+    "TreeSequence": "swirl.packing",
+    "PackedBatch": "swirl.packing",
+    "pack": "swirl.packing",
+    "pack_py": "swirl.packing",
+    "packed_forward": "swirl.packed_forward",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -13,3 +13,13 @@ def parse_actions(
 ) -> list[A]: ...
 def find_action_stop(text: str, search_from: int = 0) -> int: ...
 def is_python_space(codepoint: int) -> bool: ...
+
+MAX_ROW_TOKENS: int
+
+def pack(
+    sequences: list[object],
+    max_tokens: int,
+    share_prefixes: bool,
+    vocab_size: int,
+    pad_id: int,
+) -> dict[str, object]: ...
