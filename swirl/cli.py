@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "judge": "judge",
     "filter": "filter",
     "eval": "evaluate",
+    "train": "train",
 }
 
 

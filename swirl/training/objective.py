@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from swirl.ops import policy_loss, target_logprobs
@@ -31,11 +32,43 @@ class UpdateStats:
     targets: int
 
 
+def select_rows(batch: PackedBatch, start: int, stop: int) -> PackedBatch:
+    """Rows ``[start, stop)`` of ``batch`` as a batch of their own, trimmed to their longest row.
+
+    Targets keep their order and global branch ids; ``target_rows`` are re-based to the new
+    ``[stop - start, L']`` layout. A branch never spans rows, so no branch is cut.
+    """
+    rows, length = batch.shape
+    if not 0 <= start < stop <= rows:
+        raise ValueError(f"row range [{start}, {stop}) is outside the batch's {rows} rows")
+    width = int(batch.row_lengths[start:stop].max())
+    row, column = np.divmod(batch.target_rows, length)
+    keep = (row >= start) & (row < stop)
+    lengths = batch.row_lengths[start:stop]
+    return PackedBatch(
+        input_ids=batch.input_ids[start:stop, :width],
+        position_ids=batch.position_ids[start:stop, :width],
+        parent=batch.parent[start:stop, :width],
+        subtree_end=batch.subtree_end[start:stop, :width],
+        row_lengths=lengths,
+        target_rows=(row[keep] - start) * width + column[keep],
+        target_ids=batch.target_ids[keep],
+        target_weights=batch.target_weights[keep],
+        target_branch=batch.target_branch[keep],
+        num_branches=batch.num_branches,
+        naive_tokens=int(lengths.sum()),  # per-branch prefixes are not tracked per row
+        packed_tokens=int(lengths.sum()),
+    )
+
+
 def row_groups(batch: PackedBatch, rows_per_group: int) -> Iterator[PackedBatch]:
     """The batch split into consecutive groups of at most ``rows_per_group`` rows."""
     rows = batch.shape[0]
+    if rows_per_group >= rows:
+        yield batch
+        return
     for start in range(0, rows, rows_per_group):
-        yield batch.select_rows(start, min(start + rows_per_group, rows))
+        yield select_rows(batch, start, min(start + rows_per_group, rows))
 
 
 def _share(

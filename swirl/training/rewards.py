@@ -51,9 +51,7 @@ class StepScorer:
             )
         return step
 
-    def score(
-        self, pairs: Sequence[tuple[SubTrajectory, Completion]]
-    ) -> list[float | None]:
+    def score(self, pairs: Sequence[tuple[SubTrajectory, Completion]]) -> list[float | None]:
         """Reward per pair: 1.0 (GOOD), 0.0 (BAD) or None (the judge could not decide)."""
         batch: list[tuple[Example, Trajectory]] = []
         for state, completion in pairs:

@@ -85,7 +85,10 @@ class SampledActions:
                 owners.append(index)
         completions = self.backend.generate(prompts, params) if prompts else []
         rewards = self.scorer.score(
-            [(states[owner], completion) for owner, completion in zip(owners, completions, strict=True)]
+            [
+                (states[owner], completion)
+                for owner, completion in zip(owners, completions, strict=True)
+            ]
         )
         return [
             ActionSample(states[owner], list(completion.token_ids), reward, owner)

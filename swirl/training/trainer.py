@@ -8,7 +8,6 @@ states share one context), and runs the fused policy loss row group by row group
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import msgspec
 import torch
 
 from swirl.jsonl import read_jsonl
+from swirl.judge.base import Judge
 from swirl.packing import pack
 from swirl.schema import Trajectory
 from swirl.training import distributed as dd
@@ -33,7 +33,11 @@ from swirl.training.sources import ActionSource, RecordedActions, SampledActions
 from swirl.training.states import StateStream, training_states
 from swirl.training.trees import build_tree_sequences
 
-DEFAULT_BASELINE: dict[str, Baseline] = {"online": "group_mean", "offline": "batch_mean", "sft": "none"}
+DEFAULT_BASELINE: dict[str, Baseline] = {
+    "online": "group_mean",
+    "offline": "batch_mean",
+    "sft": "none",
+}
 
 
 class NonFiniteError(RuntimeError):
@@ -57,7 +61,16 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """Build with a :class:`TrainConfig`; :meth:`train` runs (or resumes) to ``config.steps``."""
 
-    def __init__(self, config: TrainConfig, *, resume: bool = True, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        judge: Judge | None = None,
+        resume: bool = True,
+        progress: bool = True,
+    ) -> None:
+        """``judge`` overrides ``config.judge`` (any object with the Judge protocol, e.g. a custom
+        reward); ``resume=False`` ignores checkpoints in ``config.out``."""
         self.config = config
         self.out = Path(config.out)
         self.progress = progress
@@ -85,7 +98,7 @@ class Trainer:
         self.stream = StateStream(states, seed=config.seed, position=position)
 
         self.model, self.tokenizer = self._load_policy(checkpoint)
-        self.reference = self._frozen_copy() if config.kl_coef > 0 else None
+        self.reference = self._initial_policy() if config.kl_coef > 0 else None
         self.model = dd.shard_model(self.model, self.dist)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -101,8 +114,10 @@ class Trainer:
         if checkpoint is not None:
             optimizer_state, _ = load_trainer_state(checkpoint, scheduler=self.scheduler)
             dd.load_optimizer_state(self.model, self.optimizer, optimizer_state, self.dist)
-        self.source = self._action_source()
-        self.baseline: Baseline = DEFAULT_BASELINE[config.mode] if config.baseline is None else config.baseline
+        self.source = self._action_source(judge)
+        self.baseline: Baseline = (
+            DEFAULT_BASELINE[config.mode] if config.baseline is None else config.baseline
+        )
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -112,10 +127,16 @@ class Trainer:
         config = self.config
         dtype = torch.bfloat16 if config.dtype == "bf16" else torch.float32
         lora_checkpoint = checkpoint is not None and config.lora is not None
-        source = str(checkpoint / "model") if checkpoint is not None and not lora_checkpoint else config.model
+        source = (
+            str(checkpoint / "model")
+            if checkpoint is not None and not lora_checkpoint
+            else config.model
+        )
         model, tokenizer = load_model(source, dtype=dtype, device=self.device)
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
             model.config.use_cache = False
         if config.lora is not None:
             from peft import LoraConfig, PeftModel, get_peft_model
@@ -137,14 +158,18 @@ class Trainer:
         model.train()
         return model, tokenizer
 
-    def _frozen_copy(self) -> torch.nn.Module:
-        """The KL reference: the initial policy (the checkpoint's on resume), frozen."""
-        reference = copy.deepcopy(self.model)
+    def _initial_policy(self) -> torch.nn.Module:
+        """The KL reference: the initial policy (also on resume), frozen. With LoRA it is the
+        base model, which equals the initial policy since LoRA starts as the identity."""
+        from swirl.model import load_model
+
+        dtype = torch.bfloat16 if self.config.dtype == "bf16" else torch.float32
+        reference, _ = load_model(self.config.model, dtype=dtype, device=self.device)
         reference.eval()
         reference.requires_grad_(False)
         return reference
 
-    def _action_source(self) -> ActionSource:
+    def _action_source(self, judge: Judge | None) -> ActionSource:
         config = self.config
         if config.mode == "sft":
             return RecordedActions("one")
@@ -159,7 +184,7 @@ class Trainer:
 
         examples = {e.id: e for e in load_examples(config.data, split=config.data_split)}
         scorer = StepScorer(
-            judge_from_spec(config.judge),
+            judge or judge_from_spec(config.judge),
             examples=examples,
             trajectories={t.id: t for t in self.trajectories},
             tools=tools_for_examples(list(examples.values()), config.data, split=config.data_split),
@@ -205,14 +230,21 @@ class Trainer:
         )
         local = [float(batch.num_targets), float(batch.num_branches), 1.0]
         total_targets, total_branches, _ = dd.all_reduce_sum(local, self.dist)
-        share = {"token": local[0] / max(total_targets, 1), "branch": local[1] / max(total_branches, 1)}
+        share = {
+            "token": local[0] / max(total_targets, 1),
+            "branch": local[1] / max(total_branches, 1),
+        }
         loss_scale = self.dist.world_size * share.get(config.normalize, 1.0 / self.dist.world_size)
         rows = 1
         ref_logp = (
-            packed_logprobs(self.reference, batch, rows_per_group=rows) if self.reference is not None else None
+            packed_logprobs(self.reference, batch, rows_per_group=rows)
+            if self.reference is not None
+            else None
         )
         old_logp = (
-            packed_logprobs(self.model, batch, rows_per_group=rows) if config.updates_per_batch > 1 else None
+            packed_logprobs(self.model, batch, rows_per_group=rows)
+            if config.updates_per_batch > 1
+            else None
         )
         record: dict[str, Any] = {"step": step + 1}
         stats: UpdateStats | None = None
@@ -249,7 +281,9 @@ class Trainer:
             {
                 "loss": None if stats is None else stats.loss,
                 "reward": float(rewards.mean()) if rewards.numel() else None,
-                "advantage_std": float(advantages.std(unbiased=False)) if advantages.numel() else None,
+                "advantage_std": float(advantages.std(unbiased=False))
+                if advantages.numel()
+                else None,
                 "kl": None if stats is None else stats.kl,
                 "clip_frac": None if stats is None else stats.clip_frac,
                 "entropy": None if stats is None else stats.entropy,
@@ -288,7 +322,9 @@ class Trainer:
             else None
         )
         if main:
-            (self.out / "train_config.json").write_bytes(msgspec.json.format(msgspec.json.encode(config)))
+            (self.out / "train_config.json").write_bytes(
+                msgspec.json.format(msgspec.json.encode(config))
+            )
         bad_in_a_row = 0
         checkpoint = latest_checkpoint(self.out / "checkpoints") if main else None
         progress = _progress(self.progress and main, self.start_step, config.steps)
@@ -309,7 +345,9 @@ class Trainer:
                 if log is not None:
                     log.log(record)
                 done = step + 1
-                if done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0):
+                if done == config.steps or (
+                    config.checkpoint_every and done % config.checkpoint_every == 0
+                ):
                     checkpoint = self._checkpoint(done)
                 progress.update(record)
         finally:
@@ -352,7 +390,13 @@ class _progress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(
             TextColumn("train"),
@@ -367,7 +411,9 @@ class _progress:
     def update(self, record: dict[str, Any]) -> None:
         if self.bar is None:
             return
-        parts = [f"{k}={record[k]:.3g}" for k in ("loss", "reward", "kl") if record.get(k) is not None]
+        parts = [
+            f"{k}={record[k]:.3g}" for k in ("loss", "reward", "kl") if record.get(k) is not None
+        ]
         self.bar.update(self.task, advance=1, info=" ".join(parts))
 
     def close(self) -> None:
