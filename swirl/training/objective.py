@@ -8,6 +8,7 @@ branches ("branch") or 1 ("sum"): no approximation from the split.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -144,6 +145,10 @@ def accumulate_policy_gradient(
         window = slice(offset, offset + count)
         offset += count
         hidden = packed_forward(model, part)
+        if not bool(torch.isfinite(hidden).all()):
+            # policy_loss refuses non-finite inputs; the step is reported non-finite and skipped.
+            totals["loss"] = math.nan
+            continue
         loss, stats = policy_loss(
             hidden.reshape(-1, hidden.shape[-1]),
             weight,

@@ -331,20 +331,18 @@ class Trainer:
         try:
             for step in range(self.start_step, config.steps):
                 record = self._step(step)
-                if record["skipped_updates"] == config.updates_per_batch:
-                    bad_in_a_row += 1
-                    if bad_in_a_row >= config.max_nonfinite_steps:
-                        checkpoint = self._checkpoint(step)  # weights are still the last good ones
-                        raise NonFiniteError(
-                            f"{bad_in_a_row} steps in a row had a non-finite loss or gradient "
-                            f"(last at step {step + 1}); the last good state is saved in {checkpoint}. "
-                            "Lower the learning rate or use fp32."
-                        )
-                else:
-                    bad_in_a_row = 0
                 if log is not None:
                     log.log(record)
                 done = step + 1
+                bad_in_a_row = bad_in_a_row + 1 if record["skipped_updates"] else 0
+                if bad_in_a_row >= config.max_nonfinite_steps:
+                    # Skipped updates left the weights as they were: this is the last good state.
+                    checkpoint = self._checkpoint(done)
+                    raise NonFiniteError(
+                        f"{bad_in_a_row} steps in a row had a non-finite loss or gradient "
+                        f"(last at step {done}); the last good state is saved in {checkpoint}. "
+                        "Lower the learning rate or use fp32."
+                    )
                 if done == config.steps or (
                     config.checkpoint_every and done % config.checkpoint_every == 0
                 ):
