@@ -184,8 +184,13 @@ def test_adversarial_shapes_match_reference():
     context = rng.integers(0, 50, 40).astype(np.int32)
     many = [Branch(20, ids(int(t)), 1.0) for t in range(40)]  # fanout 40: the hashed lookup path
     many += [Branch(20, ids(int(t), 7), 0.5) for t in range(40)]  # and back through it
+    # Runs below a hashed node, then split inside them, then walked again.
+    deep = [Branch(20, ids(int(t), 1, 2, 3)) for t in range(40)]
+    deep += [Branch(20, ids(int(t), 1, 9)) for t in range(40)]
+    deep += [Branch(20, ids(int(t), 1, 2, 5)) for t in range(0, 40, 3)]
     cases = [
         [TreeSequence(context, many)],
+        [TreeSequence(context, deep), TreeSequence(context[:30].copy(), deep[::-1])],
         [TreeSequence(context, [Branch(0, ids(3)), Branch(40, ids(3))])],  # offsets 0 and len
         [TreeSequence(context, [Branch(0, context.copy())])],  # offset 0 repeating the context
         [TreeSequence(context, [Branch(10, context[10:30].copy())] * 3)],  # duplicate branches
@@ -195,7 +200,7 @@ def test_adversarial_shapes_match_reference():
     ]
     for seqs in cases:
         for share in (True, False):
-            for max_tokens in (100, 200):
+            for max_tokens in (300, 400):
                 native = pack(seqs, max_tokens, share_prefixes=share)
                 assert_same(native, pack_py(seqs, max_tokens, share_prefixes=share))
                 check_invariants(seqs, native, max_tokens)
