@@ -122,7 +122,10 @@ class PackedBatch:
 
     def attention_mask(self) -> np.ndarray:
         """``[R, 1, L, L] bool``: ``mask[r, 0, q, k]`` is True when token k is an ancestor of token q
-        or q itself. A padding token sees only itself (so no attention row is empty)."""
+        or q itself. A padding token sees only itself (so no attention row is empty).
+
+        Dense: ``R * L * L`` bytes (the SDPA path's mask). Kernels that take the tree itself use
+        ``subtree_end``: k is visible from q exactly when ``k <= q < subtree_end[r, k]``."""
         length = self.shape[1]
         index = np.arange(length)
         query = index[None, :, None]
