@@ -57,7 +57,7 @@ test: lint test-server
 bench: setup
 	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-only -s $(PYTEST_ARGS)
 
-# The native tests on an AddressSanitizer + UBSan build of the module, made in a temp dir (~1 min,
+# The native tests on an AddressSanitizer + UBSan build of the module, made in a temp dir (~2-3 min,
 # so not part of `make test`). python -S -P skips the editable install's import hook and the
 # checkout, so the sanitized copy is the one imported; libstdc++ is preloaded beside libasan so
 # that ASan can intercept C++ throws (python itself does not link libstdc++).
@@ -72,7 +72,8 @@ asan: setup
 	mkdir -p "$$tmp/pkg"; cp -r swirl kernels "$$tmp/pkg/"; cp "$$tmp"/build/_native*.so "$$tmp/pkg/swirl/"; \
 	export PYTHONPATH="$$tmp/pkg:$$site" \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
-	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  SWIRL_FUZZ_EXAMPLES=2000; \
 	$(BIN)/python -S -P -c "import swirl._native as n; assert n.__file__.startswith('$$tmp'), n.__file__"; \
 	$(BIN)/python -S -P -m pytest -q -p no:cacheprovider $(ASAN_TESTS)
 

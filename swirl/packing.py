@@ -24,6 +24,7 @@ identical arrays.
 from __future__ import annotations
 
 import operator
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, overload
@@ -121,7 +122,10 @@ class PackedBatch:
 
     def attention_mask(self) -> np.ndarray:
         """``[R, 1, L, L] bool``: ``mask[r, 0, q, k]`` is True when token k is an ancestor of token q
-        or q itself. A padding token sees only itself (so no attention row is empty)."""
+        or q itself. A padding token sees only itself (so no attention row is empty).
+
+        Dense: ``R * L * L`` bytes (the SDPA path's mask). Kernels that take the tree itself use
+        ``subtree_end``: k is visible from q exactly when ``k <= q < subtree_end[r, k]``."""
         length = self.shape[1]
         index = np.arange(length)
         query = index[None, :, None]
@@ -220,30 +224,44 @@ def pack(
 
 
 class _Trie:
-    """Token trie with insertion-ordered children; node 0 is the root."""
+    """Token trie in creation order; node 0 is the root. A child is found through one dict keyed
+    by ``parent << 32 | token`` (arrays and int keys keep 10^7 nodes within a few GB)."""
 
     def __init__(self) -> None:
-        self.token = [-1]
-        self.parent = [-1]
-        self.children: list[list[int]] = [[]]
-        self.lookup: dict[tuple[int, int], int] = {}
+        self.token = array("i", [-1])
+        self.parent = array("i", [-1])
+        self.lookup: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.token) - 1
 
     def add(self, parent: int, token: int, *, share: bool = True) -> int:
         """The child of ``parent`` holding ``token`` (created if absent, or always without share)."""
-        if share:
-            found = self.lookup.get((parent, token))
-            if found is not None:
-                return found
+        key = parent << 32 | token
+        if share and (found := self.lookup.get(key)) is not None:
+            return found
         node = len(self.token)
         self.token.append(token)
         self.parent.append(parent)
-        self.children.append([])
-        self.children[parent].append(node)
-        self.lookup.setdefault((parent, token), node)
+        if share:
+            self.lookup[key] = node
         return node
+
+
+def _preorder(parent: array) -> tuple[list[int], list[int], list[int]]:
+    """(position, subtree size, depth) of every node of a trie given in creation order, for the
+    depth-first preorder that visits children in creation order (the root has position -1)."""
+    n = len(parent)
+    size = [1] * n
+    for k in range(n - 1, 0, -1):  # a child comes after its parent
+        size[parent[k]] += size[k]
+    pos, depth, next_free = [-1] * n, [-1] * n, [0] * n
+    for k in range(1, n):  # siblings in creation order fill their parent's subtree left to right
+        p = parent[k]
+        pos[k], depth[k] = next_free[p], depth[p] + 1
+        next_free[p] += size[k]
+        next_free[k] = pos[k] + 1
+    return pos, size, depth
 
 
 def _is_int32_vector(array: object) -> bool:
@@ -312,7 +330,7 @@ def pack_py(
 
     # 1. Each sequence's own trie: its trunk (context up to the last offset), then its branches.
     tries: list[_Trie] = []
-    branch_nodes: list[list[int]] = []  # per global branch: the sequence-trie node of each token
+    branch_nodes: list[array] = []  # per global branch: the sequence-trie node of each token
     trunks: list[int] = []
     naive = 0
     for i, (context, branches) in enumerate(read):
@@ -330,10 +348,10 @@ def pack_py(
         trie = _Trie()
         trunk = max((offset for offset, _, _ in branches), default=0)
         trunks.append(trunk)
-        for k in range(trunk):
-            trie.add(k, int(context[k]))  # context token k is node k + 1
+        for k, token in enumerate(context[:trunk].tolist()):
+            trie.add(k, token)  # context token k is node k + 1
         for offset, tokens, _ in branches:
-            node, nodes = offset, []
+            node, nodes = offset, array("i")
             for token in tokens.tolist():
                 node = trie.add(node, token)
                 nodes.append(node)
@@ -344,10 +362,12 @@ def pack_py(
                 f"sequences[{i}] does not fit in a row of max_tokens={max_tokens} "
                 "(its context up to the last branch plus its branches)"
             )
+        trie.lookup = {}  # only its nodes (token, parent) are needed from here on
         tries.append(trie)
 
     # 2. First-fit decreasing. Every row holds the prefix common to all contexts, so a sequence
-    #    adds at most (its size - common) tokens to a row it joins.
+    #    adds at most (its size - common) tokens to a row it joins. Joining a row inserts the
+    #    sequence's nodes in creation order.
     placed = [i for i, (_, branches) in enumerate(read) if branches]
     common = 0
     if share_prefixes and placed:
@@ -360,17 +380,18 @@ def pack_py(
                 common = int(mismatch[0])
     rows: list[_Trie] = []
     seq_row = [-1] * len(read)
-    row_node: list[list[int]] = [[] for _ in read]  # sequence node -> row node (index 0: root)
+    row_node: list[array] = [array("i") for _ in read]  # sequence node -> row node (0: root)
     for i in sorted(placed, key=lambda i: -len(tries[i])):
         need = len(tries[i]) - common
         r = next((r for r, row in enumerate(rows) if max_tokens - len(row) >= need), len(rows))
         if r == len(rows):
             rows.append(_Trie())
         row, trie = rows[r], tries[i]
-        mapping = [0]
+        mapping = array("i", [0])
         for k in range(1, len(trie.token)):
             mapping.append(row.add(mapping[trie.parent[k]], trie.token[k], share=share_prefixes))
         seq_row[i], row_node[i] = r, mapping
+        tries[i] = _Trie()  # merged: free it
 
     # 3. Preorder layout of each row.
     length = max((len(row) for row in rows), default=0)
@@ -381,29 +402,18 @@ def pack_py(
     subtree_end = np.tile(np.arange(1, length + 1, dtype=np.int32), (len(rows), 1))
     positions = []
     for r, row in enumerate(rows):
-        pos = [-1] * len(row.token)
-        end = [0] * len(row.token)
-        depth = [-1] * len(row.token)
-        stack, next_pos = [0], 0
-        while stack:
-            node = stack.pop()
-            if node:
-                pos[node], depth[node] = next_pos, depth[row.parent[node]] + 1
-                next_pos += 1
-            stack.extend(reversed(row.children[node]))
-        for node in range(len(row.token) - 1, 0, -1):  # children after parents: sizes bottom-up
-            end[node] = max(end[node], pos[node] + 1)
-            end[row.parent[node]] = max(end[row.parent[node]], end[node])
-        for node in range(1, len(row.token)):
-            k = pos[node]
-            input_ids[r, k] = row.token[node]
-            position_ids[r, k] = depth[node]
-            parent[r, k] = pos[row.parent[node]] if row.parent[node] else -1
-            subtree_end[r, k] = end[node]
+        pos, size, depth = (np.array(a, np.int64) for a in _preorder(row.parent))
+        parents = np.frombuffer(row.parent, np.int32)[1:]
+        at = pos[1:]
+        input_ids[r, at] = np.frombuffer(row.token, np.int32)[1:]
+        position_ids[r, at] = depth[1:]
+        parent[r, at] = pos[parents]  # the root's position is -1
+        subtree_end[r, at] = at + size[1:]
         positions.append(pos)
 
     # 4. Targets: token j of a branch is predicted by its parent in the row's tree.
-    target_rows, target_ids, target_weights, target_branch = [], [], [], []
+    target_rows, target_ids = array("q"), array("i")
+    target_weights, target_branch = array("f"), array("i")
     b = 0
     for i, (_, branches) in enumerate(read):
         for _, _, weight in branches:
@@ -412,7 +422,7 @@ def pack_py(
                 rnode = row_node[i][node]
                 if row.parent[rnode]:
                     target_rows.append(
-                        seq_row[i] * length + positions[seq_row[i]][row.parent[rnode]]
+                        seq_row[i] * length + int(positions[seq_row[i]][row.parent[rnode]])
                     )
                     target_ids.append(row.token[rnode])
                     target_weights.append(weight)
@@ -424,10 +434,10 @@ def pack_py(
         parent=parent,
         subtree_end=subtree_end,
         row_lengths=np.array([len(row) for row in rows], np.int32),
-        target_rows=np.array(target_rows, np.int64),
-        target_ids=np.array(target_ids, np.int32),
-        target_weights=np.array(target_weights, np.float32),
-        target_branch=np.array(target_branch, np.int32),
+        target_rows=np.frombuffer(target_rows, np.int64).copy(),
+        target_ids=np.frombuffer(target_ids, np.int32).copy(),
+        target_weights=np.frombuffer(target_weights, np.float32).copy(),
+        target_branch=np.frombuffer(target_branch, np.int32).copy(),
         num_branches=b,
         naive_tokens=naive,
         packed_tokens=sum(len(row) for row in rows),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -119,7 +121,11 @@ def pack_both(sequences, max_tokens, **options):
     return out
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `make asan` raises this to fuzz the sanitized build harder.
+EXAMPLES = int(os.environ.get("SWIRL_FUZZ_EXAMPLES", "400"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree_batches())
 def test_native_matches_reference_on_random_trees(case):
     sequences, max_tokens, share = case
@@ -130,6 +136,34 @@ def test_native_matches_reference_on_random_trees(case):
         return
     assert_same(native, reference)
     check_invariants(sequences, native, max_tokens)
+
+
+CORRUPTIONS = {
+    "offset": lambda b, n: Branch(n + 1 + b.offset, b.tokens, b.weight),
+    "negative offset": lambda b, n: Branch(-1 - b.offset, b.tokens, b.weight),
+    "empty": lambda b, n: Branch(b.offset, b.tokens[:0], b.weight),
+    "token": lambda b, n: Branch(b.offset, np.append(b.tokens, np.int32(-3)), b.weight),
+    "vocab": lambda b, n: Branch(b.offset, np.append(b.tokens, np.int32(VOCAB)), b.weight),
+    "dtype": lambda b, n: Branch(b.offset, b.tokens.astype(np.int16), b.weight),
+    "weight": lambda b, n: Branch(b.offset, b.tokens, float("inf")),
+}
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree_batches(), st.data())
+def test_native_and_reference_reject_corrupted_input_alike(case, data):
+    sequences, max_tokens, share = case
+    with_branches = [i for i, s in enumerate(sequences) if s.branches]
+    if not with_branches:
+        return
+    i = data.draw(st.sampled_from(with_branches))
+    j = data.draw(st.integers(0, len(sequences[i].branches) - 1))
+    kind = data.draw(st.sampled_from(sorted(CORRUPTIONS)))
+    branches = list(sequences[i].branches)
+    branches[j] = CORRUPTIONS[kind](branches[j], sequences[i].context.size)
+    sequences = [*sequences[:i], TreeSequence(sequences[i].context, branches), *sequences[i + 1 :]]
+    native, reference = pack_both(sequences, max_tokens, share_prefixes=share, vocab_size=VOCAB)
+    assert isinstance(native, str) and native == reference
 
 
 def test_worked_example():
@@ -184,8 +218,13 @@ def test_adversarial_shapes_match_reference():
     context = rng.integers(0, 50, 40).astype(np.int32)
     many = [Branch(20, ids(int(t)), 1.0) for t in range(40)]  # fanout 40: the hashed lookup path
     many += [Branch(20, ids(int(t), 7), 0.5) for t in range(40)]  # and back through it
+    # Runs below a hashed node, then split inside them, then walked again.
+    deep = [Branch(20, ids(int(t), 1, 2, 3)) for t in range(40)]
+    deep += [Branch(20, ids(int(t), 1, 9)) for t in range(40)]
+    deep += [Branch(20, ids(int(t), 1, 2, 5)) for t in range(0, 40, 3)]
     cases = [
         [TreeSequence(context, many)],
+        [TreeSequence(context, deep), TreeSequence(context[:30].copy(), deep[::-1])],
         [TreeSequence(context, [Branch(0, ids(3)), Branch(40, ids(3))])],  # offsets 0 and len
         [TreeSequence(context, [Branch(0, context.copy())])],  # offset 0 repeating the context
         [TreeSequence(context, [Branch(10, context[10:30].copy())] * 3)],  # duplicate branches
@@ -195,7 +234,7 @@ def test_adversarial_shapes_match_reference():
     ]
     for seqs in cases:
         for share in (True, False):
-            for max_tokens in (100, 200):
+            for max_tokens in (300, 400):
                 native = pack(seqs, max_tokens, share_prefixes=share)
                 assert_same(native, pack_py(seqs, max_tokens, share_prefixes=share))
                 check_invariants(seqs, native, max_tokens)
