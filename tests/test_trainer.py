@@ -236,3 +236,47 @@ def test_config_errors_name_the_field(workspace: Path, tmp_path: Path) -> None:
     toml.write_text('[train]\ntrajectories = "x"\nout = "y"\nlr = "fast"\n')
     with pytest.raises(ValueError, match=r"train\.toml: invalid training config: .*\$\.lr"):
         load_config(toml)
+
+
+DISTRIBUTED_SCRIPT = """
+import sys
+from swirl.training.config import load_config
+from swirl.training.trainer import Trainer
+trajectories, model, out, states = sys.argv[1:5]
+config = load_config(None, trajectories=trajectories, model=model, out=out, mode="sft", steps=2,
+                     states_per_step=int(states), lr=1e-3)
+Trainer(config, progress=False).train()
+"""
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo, FSDP2), each packing half of the states, reaches the
+    weights and the logged losses of one process training on all of them."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    args = [str(workspace / "trajectories.jsonl"), str(workspace / "tiny")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, str(script), *args, str(tmp_path / "one"), "4"], check=True, env=env
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    subprocess.run(
+        [*torchrun, str(script), *args, str(tmp_path / "two"), "2"],
+        check=True,
+        env=env,
+        timeout=600,
+    )
+    one = weights(tmp_path / "one" / "checkpoints" / "step-000002")
+    two = weights(tmp_path / "two" / "checkpoints" / "step-000002")
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-6)
+    losses = [
+        [m["loss"] for m in read_metrics(tmp_path / run / "metrics.jsonl")]
+        for run in ("one", "two")
+    ]
+    assert losses[1] == pytest.approx(losses[0], abs=1e-5)

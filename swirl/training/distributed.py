@@ -6,9 +6,7 @@ gloo backend is used (tests run two processes that way); on CUDA, NCCL.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -39,36 +37,17 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
-def shard_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
-    """FSDP2: shard every decoder layer, then the root (embeddings, final norm, LM head)."""
+def shard_policy(policy: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """FSDP2: shard every decoder layer of ``policy.model``, then ``policy`` itself as the root
+    (embeddings, final norm, LM head), whose forward is the whole packed loss."""
     if not info.enabled:
-        return model
+        return policy
     from torch.distributed.fsdp import fully_shard
 
-    layers = model.get_decoder().layers
-    for layer in layers:
+    for layer in policy.model.get_decoder().layers:
         fully_shard(layer)
-    fully_shard(model)
-    return model
-
-
-@contextlib.contextmanager
-def unsharded(model: torch.nn.Module, info: DistInfo) -> Iterator[None]:
-    """Hold the full parameters on every rank (e.g. while sampling), so each rank can run a
-    different number of forward passes without collective calls getting out of step."""
-    if not info.enabled:
-        yield
-        return
-    from torch.distributed.fsdp import FSDPModule
-
-    modules = [m for m in model.modules() if isinstance(m, FSDPModule)]
-    for module in modules:
-        module.unshard()
-    try:
-        yield
-    finally:
-        for module in modules:
-            module.reshard()
+    fully_shard(policy)
+    return policy
 
 
 def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
@@ -97,6 +76,15 @@ def full_state_dicts(
         get_model_state_dict(model, options=options),
         get_optimizer_state_dict(model, optimizer, options=options),
     )
+
+
+def refresh_full_copy(sharded: torch.nn.Module, copy: torch.nn.Module, *, prefix: str = "") -> None:
+    """Load the current (gathered) weights of ``sharded`` into the plain module ``copy`` on every
+    rank; ``prefix`` is stripped from the sharded module's parameter names."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+    copy.load_state_dict({k.removeprefix(prefix): v for k, v in full.items()})
 
 
 def load_optimizer_state(

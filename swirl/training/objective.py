@@ -82,38 +82,62 @@ def _share(
     return 1.0
 
 
-def _lm_head(model: torch.nn.Module) -> tuple[torch.Tensor, float | None]:
-    """The LM head weight ``[V, D]`` and the final-logit softcap of the model (Gemma 2: 30)."""
-    head = model.get_output_embeddings()
-    return head.weight, getattr(model.config, "final_logit_softcapping", None)
+class PackedPolicy(torch.nn.Module):
+    """A causal LM scored on packed batches: ``forward(part)`` gives the targets' log-probs, or with
+    ``loss_options`` the policy loss. The LM head is used inside this forward, so the wrapper can
+    be the FSDP root: the root's (embedding / head) parameters are gathered for exactly this call.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, part: PackedBatch, loss_options: dict | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]] | torch.Tensor | None:
+        """``[M]`` fp32 log-probs, or ``(loss, stats)``; None when a hidden state is not finite
+        (``policy_loss`` refuses non-finite inputs; the caller skips the update)."""
+        hidden = packed_forward(self.model, part)
+        if not bool(torch.isfinite(hidden).all()):
+            return None
+        head = self.model.get_output_embeddings()
+        softcap = getattr(self.model.config, "final_logit_softcapping", None)
+        device = hidden.device
+        inputs = (
+            hidden.reshape(-1, hidden.shape[-1]),
+            head.weight,
+            torch.from_numpy(part.target_rows).to(device),
+            torch.from_numpy(part.target_ids).to(device, torch.long),
+        )
+        if loss_options is None:
+            return target_logprobs(*inputs, softcap=softcap)
+        advantages = torch.from_numpy(part.target_weights).to(device)
+        branch = torch.from_numpy(part.target_branch).to(device, torch.long)
+        options = {
+            key: value.to(device) if isinstance(value, torch.Tensor) else value
+            for key, value in loss_options.items()
+        }
+        return policy_loss(
+            *inputs, advantages, branch=branch, softcap=softcap, return_entropy=True, **options
+        )
 
 
 @torch.no_grad()
 def packed_logprobs(
-    model: torch.nn.Module, batch: PackedBatch, *, rows_per_group: int, temperature: float = 1.0
+    policy: PackedPolicy, batch: PackedBatch, *, rows_per_group: int
 ) -> torch.Tensor:
-    """``[M]`` fp32 log-probs of every target of ``batch`` under ``model`` (no grad)."""
-    weight, softcap = _lm_head(model)
+    """``[M]`` fp32 log-probs of every target of ``batch`` (no grad; NaN where not finite)."""
     out = []
     for part in row_groups(batch, rows_per_group):
         if part.num_targets == 0:
             continue
-        hidden = packed_forward(model, part)
-        out.append(
-            target_logprobs(
-                hidden.reshape(-1, hidden.shape[-1]),
-                weight,
-                torch.from_numpy(part.target_rows).to(hidden.device),
-                torch.from_numpy(part.target_ids).to(hidden.device, torch.long),
-                softcap=softcap,
-                temperature=temperature,
-            )
-        )
+        logp = policy(part)
+        out.append(torch.full((part.num_targets,), math.nan) if logp is None else logp.cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
 def accumulate_policy_gradient(
-    model: torch.nn.Module,
+    policy: PackedPolicy,
     batch: PackedBatch,
     *,
     rows_per_group: int,
@@ -122,18 +146,15 @@ def accumulate_policy_gradient(
     ref_logp: torch.Tensor | None = None,
     clip_eps: float | None = None,
     kl_coef: float = 0.0,
-    temperature: float = 1.0,
     loss_scale: float = 1.0,
 ) -> UpdateStats:
     """Forward + backward of the policy loss over all rows of ``batch``; gradients accumulate in
-    the model's ``.grad`` (the caller steps the optimizer).
+    the parameters' ``.grad`` (the caller steps the optimizer).
 
     ``batch.target_weights`` are the per-target advantages. ``old_logp``/``ref_logp`` are ``[M]``
     in the batch's target order. ``loss_scale`` multiplies the loss before backward (data-parallel
     ranks use it to turn FSDP's gradient average into a global normalisation).
     """
-    weight, softcap = _lm_head(model)
-    device = weight.device
     whole_targets = batch.num_targets
     whole_branches = len(set(batch.target_branch.tolist()))
     totals = {"loss": 0.0, "logp_mean": 0.0, "entropy": 0.0, "kl": 0.0, "clip_frac": 0.0}
@@ -144,27 +165,20 @@ def accumulate_policy_gradient(
             continue
         window = slice(offset, offset + count)
         offset += count
-        hidden = packed_forward(model, part)
-        if not bool(torch.isfinite(hidden).all()):
-            # policy_loss refuses non-finite inputs; the step is reported non-finite and skipped.
+        result = policy(
+            part,
+            {
+                "old_logp": None if old_logp is None else old_logp[window],
+                "ref_logp": None if ref_logp is None else ref_logp[window],
+                "clip_eps": clip_eps if old_logp is not None else None,
+                "kl_coef": kl_coef if ref_logp is not None else 0.0,
+                "normalize": normalize,
+            },
+        )
+        if result is None:
             totals["loss"] = math.nan
             continue
-        loss, stats = policy_loss(
-            hidden.reshape(-1, hidden.shape[-1]),
-            weight,
-            torch.from_numpy(part.target_rows).to(device),
-            torch.from_numpy(part.target_ids).to(device, torch.long),
-            torch.from_numpy(part.target_weights).to(device),
-            old_logp=None if old_logp is None else old_logp[window].to(device),
-            ref_logp=None if ref_logp is None else ref_logp[window].to(device),
-            clip_eps=clip_eps if old_logp is not None else None,
-            kl_coef=kl_coef if ref_logp is not None else 0.0,
-            normalize=normalize,
-            branch=torch.from_numpy(part.target_branch).to(device, torch.long),
-            softcap=softcap,
-            temperature=temperature,
-            return_entropy=True,
-        )
+        loss, stats = result
         share = _share(part, whole_targets, whole_branches, normalize)
         (loss * share * loss_scale).backward()
         totals["loss"] += loss.item() * share

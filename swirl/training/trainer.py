@@ -8,6 +8,7 @@ states share one context), and runs the fused policy loss row group by row group
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -26,7 +27,12 @@ from swirl.training.advantages import Baseline, group_advantages
 from swirl.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from swirl.training.config import TrainConfig
 from swirl.training.metrics_log import MetricsLog, read_metrics
-from swirl.training.objective import UpdateStats, accumulate_policy_gradient, packed_logprobs
+from swirl.training.objective import (
+    PackedPolicy,
+    UpdateStats,
+    accumulate_policy_gradient,
+    packed_logprobs,
+)
 from swirl.training.plots import plot_curves
 from swirl.training.schedule import make_scheduler
 from swirl.training.sources import ActionSource, RecordedActions, SampledActions
@@ -98,9 +104,17 @@ class Trainer:
         self.stream = StateStream(states, seed=config.seed, position=position)
 
         self.model, self.tokenizer = self._load_policy(checkpoint)
-        self.reference = self._initial_policy() if config.kl_coef > 0 else None
-        self.model = dd.shard_model(self.model, self.dist)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.vocab_size = int(self.model.config.vocab_size)
+        # Data-parallel ranks sample from a full (unsharded) copy, refreshed after each step, so
+        # generation runs without collectives however many forward passes each rank needs.
+        self.sampler = (
+            copy.deepcopy(self.model)
+            if self.dist.enabled and config.mode == "online"
+            else self.model
+        )
+        self.policy = dd.shard_policy(PackedPolicy(self.model), self.dist)
+        self.reference = PackedPolicy(self._initial_policy()) if config.kl_coef > 0 else None
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             trainable, lr=config.lr, weight_decay=config.weight_decay, foreach=False
         )
@@ -113,7 +127,7 @@ class Trainer:
         )
         if checkpoint is not None:
             optimizer_state, _ = load_trainer_state(checkpoint, scheduler=self.scheduler)
-            dd.load_optimizer_state(self.model, self.optimizer, optimizer_state, self.dist)
+            dd.load_optimizer_state(self.policy, self.optimizer, optimizer_state, self.dist)
         self.source = self._action_source(judge)
         self.baseline: Baseline = (
             DEFAULT_BASELINE[config.mode] if config.baseline is None else config.baseline
@@ -194,7 +208,7 @@ class Trainer:
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
         )
         return SampledActions(
-            HFBackend(self.model, self.tokenizer),
+            HFBackend(self.sampler, self.tokenizer),
             scorer,
             samples_per_state=config.samples_per_state,
             params=params,
@@ -212,8 +226,9 @@ class Trainer:
         config = self.config
         started = time.perf_counter()
         states = self._rank_states()
-        with dd.unsharded(self.model, self.dist):
-            samples = self.source.samples(states, step)
+        if self.sampler is not self.model:
+            dd.refresh_full_copy(self.policy, self.sampler, prefix="model.")
+        samples = self.source.samples(states, step)
         sampled_at = time.perf_counter()
         scored = [s for s in samples if s.reward is not None]
         rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
@@ -225,7 +240,7 @@ class Trainer:
         batch = pack(
             sequences,
             config.tokens_per_micro_batch,
-            vocab_size=self.model.config.vocab_size if hasattr(self.model, "config") else None,
+            vocab_size=self.vocab_size,
             pad_id=self.tokenizer.pad_token_id or 0,
         )
         local = [float(batch.num_targets), float(batch.num_branches), 1.0]
@@ -242,7 +257,7 @@ class Trainer:
             else None
         )
         old_logp = (
-            packed_logprobs(self.model, batch, rows_per_group=rows)
+            packed_logprobs(self.policy, batch, rows_per_group=rows)
             if config.updates_per_batch > 1
             else None
         )
@@ -253,7 +268,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if batch.num_targets:
                 stats = accumulate_policy_gradient(
-                    self.model,
+                    self.policy,
                     batch,
                     rows_per_group=rows,
                     normalize=config.normalize,
@@ -264,7 +279,7 @@ class Trainer:
                     loss_scale=loss_scale,
                 )
             grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], config.max_grad_norm
+                [p for p in self.policy.parameters() if p.requires_grad], config.max_grad_norm
             )
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
@@ -278,16 +293,10 @@ class Trainer:
             self.scheduler.step()
         elapsed = time.perf_counter() - started
         record.update(
+            self._global_stats(stats, rewards, advantages, local[0] / max(total_targets, 1))
+        )
+        record.update(
             {
-                "loss": None if stats is None else stats.loss,
-                "reward": float(rewards.mean()) if rewards.numel() else None,
-                "advantage_std": float(advantages.std(unbiased=False))
-                if advantages.numel()
-                else None,
-                "kl": None if stats is None else stats.kl,
-                "clip_frac": None if stats is None else stats.clip_frac,
-                "entropy": None if stats is None else stats.entropy,
-                "logp_mean": None if stats is None else stats.logp_mean,
                 "grad_norm": grad_norm,
                 "lr": self.scheduler.get_last_lr()[0],
                 "states": len(states),
@@ -303,6 +312,30 @@ class Trainer:
             }
         )
         return record
+
+    def _global_stats(
+        self,
+        stats: UpdateStats | None,
+        rewards: torch.Tensor,
+        advantages: torch.Tensor,
+        target_share: float,
+    ) -> dict[str, float | None]:
+        """Loss and per-target means over all ranks (each rank weighted by its share of targets),
+        reward and advantage statistics over all ranks' actions."""
+        keys = ("loss", "logp_mean", "entropy", "kl", "clip_frac")
+        values = [getattr(stats, k) if stats is not None else None for k in keys]
+        weighted = [0.0 if v is None else v * target_share for v in values]
+        moments = [float(rewards.sum()), float(advantages.pow(2).sum()), float(rewards.numel())]
+        reduced = dd.all_reduce_sum(weighted + moments, self.dist)
+        out: dict[str, float | None] = {
+            key: None if value is None else total
+            for key, value, total in zip(keys, values, reduced[: len(keys)], strict=True)
+        }
+        reward_sum, advantage_square, count = reduced[len(keys) :]
+        # Advantages are centred per state, so their spread is their root mean square.
+        out["reward"] = reward_sum / count if count else None
+        out["advantage_std"] = math.sqrt(advantage_square / count) if count else None
+        return out
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -363,7 +396,8 @@ class Trainer:
         return TrainResult(self.out, checkpoint, config.steps, metrics)
 
     def _checkpoint(self, step: int) -> Path:
-        model_state, optimizer_state = dd.full_state_dicts(self.model, self.optimizer, self.dist)
+        model_state, optimizer_state = dd.full_state_dicts(self.policy, self.optimizer, self.dist)
+        model_state = {k.removeprefix("model."): v for k, v in model_state.items()}
         path = self.out / "checkpoints" / f"step-{step:06d}"
         if self.dist.is_main:
             path = save_checkpoint(
