@@ -3,7 +3,9 @@
 The output file is append-only: every finished trajectory is written and flushed at once, so
 Ctrl-C or a kill loses nothing finished, and rerunning the same command skips every
 (example id, sample index) already in the file. Turns are seeded per (seed, example, sample,
-step), so a resumed run writes the same records as an uninterrupted one.
+step), so a resumed run writes the same records as an uninterrupted one. (Bit for bit with
+``--batch-size 1``; with larger batches the local backend's float32 rounding depends on the
+batch's shape, which can rarely flip a sampled token.)
 """
 
 from __future__ import annotations
