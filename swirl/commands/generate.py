@@ -145,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
                     writer.write(trajectory)
                     tokens += sum(len(step.token_ids) for step in trajectory.steps)
                     elapsed = max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix_str(f"{tokens / elapsed:.1f} tok/s")
+                    bar.set_postfix_str(
+                        f"{(bar.n + 1) / elapsed:.2f} traj/s, {tokens / elapsed:.1f} tok/s"
+                    )
                     bar.update(1)
 
     summary = summarize(
