@@ -307,11 +307,12 @@ def test_real_server_generate_stop_and_chat(llama_server, tokenizer):
 
 @pytest.mark.slow
 def test_real_server_runs_the_environment(llama_server, tokenizer):
+    from test_env import RecordingBackend
+
     from swirl.data import load_examples
     from swirl.decompose import decompose
     from swirl.env import EnvConfig, run_episodes
     from swirl.tools.calculator import Calculator
-    from tests.test_env import RecordingBackend
 
     backend = RecordingBackend(OpenAIBackend(llama_server, tokenizer, context_length=4096))
     examples = load_examples("demo-math", limit=2)
