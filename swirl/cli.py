@@ -16,8 +16,12 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "validate": "validate",
     "decompose": "decompose",
+    "data": "data",
     "index": "index",
     "generate": "generate",
+    "judge": "judge",
+    "filter": "filter",
+    "eval": "evaluate",
 }
 
 

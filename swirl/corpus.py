@@ -51,7 +51,7 @@ def corpus_fingerprint(documents: Iterable[Document]) -> str:
 
 
 def documents_from_passages(passages: Iterable[tuple[str, str]]) -> list[Document]:
-    """Deduplicate (title, text) passages into documents, first occurrence first.
+    """Deduplicate (title, text) passages into documents (text stripped), first occurrence first.
 
     Ids are the title when a title has one text, else ``"title#k"`` for its k-th distinct text
     (MuSiQue and BeerQA repeat titles with different paragraphs).
@@ -59,7 +59,8 @@ def documents_from_passages(passages: Iterable[tuple[str, str]]) -> list[Documen
     documents: list[Document] = []
     seen: set[tuple[str, str]] = set()
     per_title: dict[str, int] = {}
-    for title, text in passages:
+    for title, raw_text in passages:
+        text = raw_text.strip()
         if (title, text) in seen:
             continue
         seen.add((title, text))

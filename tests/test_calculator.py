@@ -36,6 +36,11 @@ RESULTS = [
     ("2**64", "18446744073709551616"),
     ("25!", "15511210043330985984000000"),
     ("2^100", "1.2676506e+30"),
+    ("10^30 - 1", "999999999999999999999999999999"),
+    ("10^30", "1e+30"),
+    ("10^999 - 10^999 + 5", "5"),  # 1000-digit integers stay exact
+    ("(-1)^(10^999 + 1)", "-1"),
+    ("1^(10^999)", "1"),
     ("-2^2", "-4"),
     ("(-2)^2", "4"),
     ("(-2)^3", "-8"),
@@ -134,6 +139,11 @@ HOSTILE = [
     ("exp(10000)", "result too large"),
     ("exp(exp(exp(10)))", "result too large"),
     ("round(1, 10^9)", "round() places"),
+    ("round(5, 10^999)", "round() places"),
+    ("1.5^(10^500)", "result too large"),
+    ("2^(10^999 + 0.5)", "result too large"),
+    ("exp(-10^999)", "result too small"),
+    ("(10^999)!", "result too large"),
     ("1/0", "division by zero"),
     ("1/(2-2)", "division by zero"),
     ("0^-1", "division by zero"),
@@ -267,3 +277,34 @@ def test_random_expressions_match_fraction_reference(tree) -> None:
     assert abs(Fraction(result) - expected) <= abs(expected) * Fraction(1, 10**9) + Fraction(
         1, 10**12
     )
+
+
+_atoms = st.one_of(
+    st.integers(min_value=0, max_value=10**6).map(str),
+    st.sampled_from(["0", "1", "0.5", "1.0001", "999", "10^999", "1e-999", "pi", "e", "2.5e3"]),
+)
+_any_expression = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "%", "^", "**"]), inner).map(
+            lambda t: f"({t[0]}){t[1]}({t[2]})"
+        ),
+        inner.map(lambda x: f"-({x})"),
+        inner.map(lambda x: f"({x})!"),
+        st.tuples(
+            st.sampled_from(["sqrt", "abs", "floor", "ceil", "ln", "exp", "round"]), inner
+        ).map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(st.sampled_from(["min", "max", "log", "round"]), inner, inner).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]})"
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@given(_any_expression)
+@settings(max_examples=400, deadline=None)
+def test_every_valid_expression_gets_a_result_or_a_specific_error(text: str) -> None:
+    """No input reaches the catch-all: every failure has its own message."""
+    result = calculator(text)
+    assert result != "error: could not evaluate the expression", text

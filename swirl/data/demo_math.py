@@ -44,21 +44,29 @@ _PLANTS = ["tomato plants", "sunflowers", "carrots", "rose bushes", "pepper plan
 
 
 class _Story:
-    """Collects the question sentences, the worked-answer lines and the annotated steps."""
+    """Collects the question sentences and the worked-answer lines of one problem."""
 
     def __init__(self) -> None:
         self.question: list[str] = []
         self.lines: list[str] = []
 
-    def calc(self, left: int, op: str, right: int) -> tuple[int, str]:
-        """Compute ``left op right`` (integers; division must be exact) and its annotated text."""
+    def ask(self, sentence: str) -> None:
+        self.question.append(sentence)
+
+    def step(self, sentence: str | None, left: int, op: str, right: int, line: str) -> int:
+        """Add ``sentence`` to the question (if any), compute ``left op right`` (integers;
+        divisions exact) and add the answer ``line``, whose ``{}`` becomes the annotated
+        calculation ``a*b=<<a*b=c>>c``. Returns the result."""
+        if sentence is not None:
+            self.question.append(sentence)
         result = {"+": left + right, "-": left - right, "*": left * right}.get(op)
         if op == "/":
             assert left % right == 0, "divisions in demo problems are exact"
             result = left // right
         assert result is not None and result >= 0
         expression = f"{left}{op}{right}"
-        return result, f"{expression}=<<{expression}={result}>>{result}"
+        self.lines.append(line.format(f"{expression}=<<{expression}={result}>>{result}"))
+        return result
 
     def record(self, answer: int) -> dict[str, str]:
         return {
@@ -74,79 +82,60 @@ def _divisor(rng: random.Random, total: int) -> int | None:
 
 def _items_in_boxes(rng: random.Random) -> dict[str, str]:
     name, he, his = rng.choice(_PEOPLE)
+    He = he.capitalize()
     items = rng.choice(_ITEMS)
     box, boxes = rng.choice(_CONTAINERS)
     count, per_box = rng.randint(2, 9), rng.randint(3, 12)
     story = _Story()
-    story.question.append(
-        f"{name} buys {count} {boxes} of {items} with {per_box} {items} in each {box}."
-    )
-    total, text = story.calc(count, "*", per_box)
-    story.lines.append(f"{name} has {text} {items}.")
+    opening = f"{name} buys {count} {boxes} of {items} with {per_box} {items} in each {box}."
+    total = story.step(opening, count, "*", per_box, f"{name} has {{}} {items}.")
     for _ in range(rng.randint(0, 2)):
         if rng.random() < 0.5 and total > 2:
             given = rng.randint(1, min(20, total - 1))
-            story.question.append(f"{he.capitalize()} gives {given} {items} to a friend.")
-            total, text = story.calc(total, "-", given)
-            story.lines.append(f"After giving away {given}, {he} has {text} {items}.")
+            total = story.step(f"{He} gives {given} {items} to a friend.", total, "-", given,
+                               f"After giving away {given}, {he} has {{}} {items}.")  # fmt: skip
         else:
             found = rng.randint(2, 20)
-            story.question.append(
-                f"Then {he} gets {found} more {items} from {his} {rng.choice(_RELATIVES)}."
-            )
-            total, text = story.calc(total, "+", found)
-            story.lines.append(f"After getting {found} more, {he} has {text} {items}.")
+            total = story.step(f"Then {he} gets {found} more {items} from {his} {rng.choice(_RELATIVES)}.", total, "+", found,
+                               f"After getting {found} more, {he} has {{}} {items}.")  # fmt: skip
     ending = rng.random()
     friends = _divisor(rng, total)
     if ending < 0.4 and friends is not None:
-        story.question.append(
-            f"{he.capitalize()} shares all the {items} equally among {friends} friends. How many {items} does each friend get?"
-        )
-        total, text = story.calc(total, "/", friends)
-        story.lines.append(f"Each friend gets {text} {items}.")
+        total = story.step(f"{He} shares all the {items} equally among {friends} friends. How many {items} does each friend get?",
+                           total, "/", friends, f"Each friend gets {{}} {items}.")  # fmt: skip
     elif ending < 0.7 or len(story.lines) < 2:
         price = rng.randint(2, 5)
-        story.question.append(
-            f"{he.capitalize()} sells every one of them for ${price}. How many dollars does {he} earn?"
-        )
-        total, text = story.calc(total, "*", price)
-        story.lines.append(f"{he.capitalize()} earns {text} dollars.")
+        total = story.step(f"{He} sells every one of them for ${price}. How many dollars does {he} earn?",
+                           total, "*", price, f"{He} earns {{}} dollars.")  # fmt: skip
     else:
-        story.question.append(f"How many {items} does {name} have now?")
+        story.ask(f"How many {items} does {name} have now?")
     return story.record(total)
 
 
 def _savings(rng: random.Random) -> dict[str, str]:
     name, he, his = rng.choice(_PEOPLE)
+    He = he.capitalize()
     weekly, weeks = rng.randint(2, 15), rng.randint(2, 10)
     story = _Story()
-    story.question.append(f"{name} saves ${weekly} every week for {weeks} weeks.")
-    total, text = story.calc(weekly, "*", weeks)
-    story.lines.append(f"{name} saves {text} dollars.")
+    total = story.step(f"{name} saves ${weekly} every week for {weeks} weeks.", weekly, "*", weeks,
+                       f"{name} saves {{}} dollars.")  # fmt: skip
     if rng.random() < 0.5:
         gift = rng.randint(5, 30)
-        story.question.append(
-            f"{his.capitalize()} {rng.choice(_RELATIVES)} gives {him_of(he)} ${gift} more."
-        )
-        total, text = story.calc(total, "+", gift)
-        story.lines.append(f"With the gift {he} has {text} dollars.")
+        total = story.step(f"{his.capitalize()} {rng.choice(_RELATIVES)} gives {_object(he)} ${gift} more.", total, "+", gift,
+                           f"With the gift {he} has {{}} dollars.")  # fmt: skip
     spent = rng.randint(1, total - 1)
-    story.question.append(f"Then {he} spends ${spent} on a {rng.choice(_GIFTS)}.")
-    total, text = story.calc(total, "-", spent)
-    story.lines.append(f"After shopping {he} has {text} dollars.")
+    total = story.step(f"Then {he} spends ${spent} on a {rng.choice(_GIFTS)}.", total, "-", spent,
+                       f"After shopping {he} has {{}} dollars.")  # fmt: skip
     jars = _divisor(rng, total)
     if jars is not None and rng.random() < 0.4:
-        story.question.append(
-            f"{he.capitalize()} puts the rest equally into {jars} jars. How many dollars go into each jar?"
-        )
-        total, text = story.calc(total, "/", jars)
-        story.lines.append(f"Each jar gets {text} dollars.")
+        total = story.step(f"{He} puts the rest equally into {jars} jars. How many dollars go into each jar?",
+                           total, "/", jars, "Each jar gets {} dollars.")  # fmt: skip
     else:
-        story.question.append(f"How many dollars does {name} have left?")
+        story.ask(f"How many dollars does {name} have left?")
     return story.record(total)
 
 
-def him_of(pronoun: str) -> str:
+def _object(pronoun: str) -> str:
     return "him" if pronoun == "he" else "her"
 
 
@@ -155,19 +144,14 @@ def _reading(rng: random.Random) -> dict[str, str]:
     per_day, days = rng.randint(5, 20), rng.randint(2, 7)
     pages = per_day * days + rng.randint(20, 150)
     story = _Story()
-    story.question.append(
-        f"A book has {pages} pages. {name} reads {per_day} pages every day for {days} days."
-    )
-    read, text = story.calc(per_day, "*", days)
-    story.lines.append(f"{name} reads {text} pages.")
+    read = story.step(f"A book has {pages} pages. {name} reads {per_day} pages every day for {days} days.",
+                      per_day, "*", days, f"{name} reads {{}} pages.")  # fmt: skip
     if rng.random() < 0.5:
         extra = rng.randint(3, min(15, pages - read - 1))
-        story.question.append(f"On the next day {he} reads {extra} more pages.")
-        read, text = story.calc(read, "+", extra)
-        story.lines.append(f"In total {he} reads {text} pages.")
-    story.question.append(f"How many pages does {he} still have to read?")
-    left, text = story.calc(pages, "-", read)
-    story.lines.append(f"{he.capitalize()} still has {text} pages to read.")
+        read = story.step(f"On the next day {he} reads {extra} more pages.", read, "+", extra,
+                          f"In total {he} reads {{}} pages.")  # fmt: skip
+    left = story.step(f"How many pages does {he} still have to read?", pages, "-", read,
+                      f"{he.capitalize()} still has {{}} pages to read.")  # fmt: skip
     return story.record(left)
 
 
@@ -177,24 +161,18 @@ def _shopping(rng: random.Random) -> dict[str, str]:
     count_a, price_a = rng.randint(2, 8), rng.randint(1, 9)
     count_b, price_b = rng.randint(2, 8), rng.randint(1, 9)
     story = _Story()
-    story.question.append(
+    story.ask(
         f"{name} buys {count_a} {first} for ${price_a} each and {count_b} {second} for ${price_b} each."
     )
-    cost_a, text = story.calc(count_a, "*", price_a)
-    story.lines.append(f"The {first} cost {text} dollars.")
-    cost_b, text = story.calc(count_b, "*", price_b)
-    story.lines.append(f"The {second} cost {text} dollars.")
-    total, text = story.calc(cost_a, "+", cost_b)
-    story.lines.append(f"Together they cost {text} dollars.")
+    cost_a = story.step(None, count_a, "*", price_a, f"The {first} cost {{}} dollars.")
+    cost_b = story.step(None, count_b, "*", price_b, f"The {second} cost {{}} dollars.")
+    total = story.step(None, cost_a, "+", cost_b, "Together they cost {} dollars.")
     bill = next(b for b in (20, 50, 100, 200) if b > total)
     if rng.random() < 0.5:
-        story.question.append(
-            f"{he.capitalize()} pays with a ${bill} bill. How many dollars of change does {he} get?"
-        )
-        total, text = story.calc(bill, "-", total)
-        story.lines.append(f"The change is {text} dollars.")
+        total = story.step(f"{he.capitalize()} pays with a ${bill} bill. How many dollars of change does {he} get?",
+                           bill, "-", total, "The change is {} dollars.")  # fmt: skip
     else:
-        story.question.append(f"How many dollars does {he} spend in total?")
+        story.ask(f"How many dollars does {he} spend in total?")
     return story.record(total)
 
 
@@ -202,32 +180,23 @@ def _planting(rng: random.Random) -> dict[str, str]:
     plant = rng.choice(_PLANTS)
     rows, per_row = rng.randint(2, 9), rng.randint(3, 12)
     story = _Story()
-    story.question.append(
-        f"A farmer plants {rows} rows of {plant} with {per_row} {plant} in each row."
-    )
-    total, text = story.calc(rows, "*", per_row)
-    story.lines.append(f"The farmer plants {text} {plant}.")
+    total = story.step(f"A farmer plants {rows} rows of {plant} with {per_row} {plant} in each row.", rows, "*", per_row,
+                       f"The farmer plants {{}} {plant}.")  # fmt: skip
     bunch = rng.randint(2, 6)
     # Choose the losses so the survivors split into whole bunches.
     losses = [lost for lost in range(1, min(12, total - bunch)) if (total - lost) % bunch == 0]
     lost = rng.choice(losses) if losses else 0
     if lost:
-        story.question.append(f"{lost} of them do not grow.")
-        total, text = story.calc(total, "-", lost)
-        story.lines.append(f"{text} {plant} grow.")
+        total = story.step(f"{lost} of them do not grow.", total, "-", lost, f"{{}} {plant} grow.")
     if total % bunch == 0 and rng.random() < 0.6:
-        story.question.append(
-            f"The farmer sells them in bunches of {bunch}. How many bunches does the farmer sell?"
-        )
-        total, text = story.calc(total, "/", bunch)
-        story.lines.append(f"The farmer sells {text} bunches.")
-    else:
-        story.question.append(f"How many {plant} does the farmer have?")
+        total = story.step(f"The farmer sells them in bunches of {bunch}. How many bunches does the farmer sell?",
+                           total, "/", bunch, "The farmer sells {} bunches.")  # fmt: skip
+    elif len(story.lines) >= 2:
+        story.ask(f"How many {plant} does the farmer have?")
     if len(story.lines) < 2:  # too short: ask for the whole field's worth at a price
         price = rng.randint(2, 6)
-        story.question[-1] = f"Each one sells for ${price}. How many dollars does the farmer earn?"
-        total, text = story.calc(total, "*", price)
-        story.lines.append(f"The farmer earns {text} dollars.")
+        total = story.step(f"Each one sells for ${price}. How many dollars does the farmer earn?",
+                           total, "*", price, "The farmer earns {} dollars.")  # fmt: skip
     return story.record(total)
 
 
@@ -235,19 +204,14 @@ def _teams(rng: random.Random) -> dict[str, str]:
     classes, students = rng.randint(2, 6), rng.randint(12, 25)
     team = rng.randint(2, 6)
     story = _Story()
-    story.question.append(f"A school has {classes} classes with {students} students in each class.")
-    total, text = story.calc(classes, "*", students)
-    story.lines.append(f"There are {text} students.")
-    absent_options = [a for a in range(1, 15) if (total - a) % team == 0]
-    absent = rng.choice(absent_options)
-    story.question.append(f"Today {absent} students are absent.")
-    total, text = story.calc(total, "-", absent)
-    story.lines.append(f"{text} students are present.")
-    story.question.append(
-        f"The students who are present form teams of {team}. How many teams are there?"
+    total = story.step(f"A school has {classes} classes with {students} students in each class.", classes, "*", students,
+                       "There are {} students.")  # fmt: skip
+    absent = rng.choice([a for a in range(1, 15) if (total - a) % team == 0])
+    total = story.step(
+        f"Today {absent} students are absent.", total, "-", absent, "{} students are present."
     )
-    total, text = story.calc(total, "/", team)
-    story.lines.append(f"There are {text} teams.")
+    total = story.step(f"The students who are present form teams of {team}. How many teams are there?",
+                       total, "/", team, "There are {} teams.")  # fmt: skip
     return story.record(total)
 
 

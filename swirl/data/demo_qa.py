@@ -165,14 +165,19 @@ class _Names:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.used: set[str] = set()
+        self.syllables = 2
 
     def stem(self) -> str:
-        for attempt in range(10_000):
-            syllables = 2 if attempt < 5_000 else 3
-            word = "".join(self.rng.choice(_SYLLABLES) for _ in range(syllables)).capitalize()
-            if word not in self.used and len(word) >= 4:
-                self.used.add(word)
-                return word
+        # Two syllables while they last (about 1,900 words), then three, then four: 200 misses
+        # in a row move on for good, so a big world does not retry an exhausted length.
+        while self.syllables <= 4:
+            for _ in range(200):
+                word = "".join(self.rng.choice(_SYLLABLES) for _ in range(self.syllables))
+                word = word.capitalize()
+                if word not in self.used and len(word) >= 4:
+                    self.used.add(word)
+                    return word
+            self.syllables += 1
         raise RuntimeError("demo-qa: ran out of invented names")
 
 

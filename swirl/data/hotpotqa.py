@@ -14,7 +14,7 @@ article of the data split").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from swirl.corpus import Document, documents_from_passages
@@ -92,9 +92,7 @@ def load(records: Iterable[Record], *, dataset: str = "hotpotqa") -> list[Exampl
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:
-    def passages() -> Iterator[tuple[str, str]]:
-        for record in records:
-            for title, sentences in articles(record):
-                yield title, "".join(sentences).strip()
-
-    return documents_from_passages(passages())
+    pairs = (
+        (title, "".join(sentences)) for record in records for title, sentences in articles(record)
+    )
+    return documents_from_passages(pairs)

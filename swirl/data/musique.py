@@ -10,7 +10,7 @@ corpus is every distinct paragraph.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from swirl.corpus import Document, documents_from_passages
 from swirl.data.records import Record, fail, field, text_list
@@ -64,9 +64,5 @@ def load(records: Iterable[Record], *, dataset: str = "musique") -> list[Example
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:
-    def passages() -> Iterator[tuple[str, str]]:
-        for record in records:
-            for paragraph in paragraphs(record):
-                yield paragraph["title"], paragraph["paragraph_text"].strip()
-
-    return documents_from_passages(passages())
+    pairs = ((p["title"], p["paragraph_text"]) for record in records for p in paragraphs(record))
+    return documents_from_passages(pairs)

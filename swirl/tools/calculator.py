@@ -66,18 +66,29 @@ class CalculatorError(ValueError):
 
 
 def _log10_abs(value: Value) -> float:
-    """log10 of ``|value|`` to within about 0.3, without overflow; -inf for zero."""
+    """log10 of ``|value|`` without overflow (exact to float precision for rationals, within 0.3
+    for floats); -inf for zero."""
     if value == 0:
         return -math.inf
     if isinstance(value, sympy.Rational):
-        return (abs(value.p).bit_length() - value.q.bit_length()) * _LOG10_2
+        return math.log10(abs(value.p)) - math.log10(value.q)  # math.log10 takes big ints
     _sign, _mantissa, exponent, bits = value._mpf_
     return (exponent + bits) * _LOG10_2
 
 
-def _digits(n: int) -> float:
-    """Approximate number of decimal digits of ``n`` (from its bit length: no str conversion)."""
-    return abs(n).bit_length() * _LOG10_2
+def _digits(n: int) -> int:
+    """Number of decimal digits of ``n`` (from its logarithm: no string conversion)."""
+    return math.floor(math.log10(abs(n))) + 1 if n else 1
+
+
+def _scaled(log_magnitude: float, factor: Value) -> float:
+    """``log_magnitude * factor`` (the log10 size of ``x**factor`` when ``log_magnitude`` is
+    ``log10|x|``) computed in log space, ±inf past 1e300 instead of overflowing."""
+    if log_magnitude == 0 or factor == 0:
+        return 0.0
+    sign = math.copysign(1.0, log_magnitude) * (1.0 if factor > 0 else -1.0)
+    size = math.log10(abs(log_magnitude)) + _log10_abs(factor)
+    return sign * math.inf if size > 300 else sign * 10.0**size
 
 
 def _to_float(value: Value) -> sympy.Float:
@@ -129,19 +140,20 @@ def _power(base: Value, exponent: Value) -> Value:
         return sympy.Integer(1) if exponent == 0 else sympy.Integer(0)
     if _is_integer(exponent):
         n = int(exponent)
-        if _log10_abs(base) * n > MAX_MAGNITUDE + 1 or _log10_abs(base) * n < -MAX_MAGNITUDE - 1:
-            raise CalculatorError(
-                "result too large" if _log10_abs(base) * n > 0 else "result too small"
-            )
-        if (
-            isinstance(base, sympy.Rational)
-            and max(_digits(base.p), _digits(base.q)) * abs(n) <= MAX_EXACT_DIGITS
-        ):
-            return _checked(base**n)
+        if base in (1, -1):  # exact for any n, however large
+            return sympy.Integer(1) if base == 1 or n % 2 == 0 else sympy.Integer(-1)
+        estimate = _scaled(_log10_abs(base), exponent)
+        if abs(estimate) > MAX_MAGNITUDE + 1:
+            raise CalculatorError("result too large" if estimate > 0 else "result too small")
+        if isinstance(base, sympy.Rational) and abs(n) < MAX_EXACT_DIGITS:
+            # digits of the exact numerator and denominator of base**n
+            size = abs(n) * max(math.log10(abs(base.p)), math.log10(base.q))
+            if size < MAX_EXACT_DIGITS:
+                return _checked(base**n)
         return _checked(_to_float(base) ** n)
     if base < 0:
         raise CalculatorError("not a real number (negative base, fractional power)")
-    estimate = _log10_abs(base) * float(exponent)
+    estimate = _scaled(_log10_abs(base), exponent)
     if estimate > MAX_MAGNITUDE + 1:
         raise CalculatorError("result too large")
     if estimate < -MAX_MAGNITUDE - 1:
@@ -181,9 +193,10 @@ def _log(value: Value, base: Value | None = None) -> Value:
 
 
 def _exp(value: Value) -> Value:
-    if float(value) * _LOG10_E > MAX_MAGNITUDE:
+    estimate = _scaled(_LOG10_E, value)  # log10 of e**value
+    if estimate > MAX_MAGNITUDE:
         raise CalculatorError("result too large")
-    if float(value) * _LOG10_E < -MAX_MAGNITUDE:
+    if estimate < -MAX_MAGNITUDE:
         raise CalculatorError("result too small")
     return _checked(sympy.exp(_to_float(value)))
 
@@ -270,7 +283,7 @@ def evaluate(expression: str) -> Value:
 
 def format_number(value: Value) -> str:
     """The text shown for a result (rules in the module docstring)."""
-    if _is_integer(value) and _digits(value.p) <= MAX_INTEGER_DIGITS + 1:
+    if _is_integer(value) and value.p.bit_length() <= 128:  # 38 digits: cheap to print exactly
         text = str(int(value))
         if len(text.lstrip("-")) <= MAX_INTEGER_DIGITS:
             return text

@@ -200,7 +200,13 @@ def build_index(
         manifest["dense"] = {"model": encoder_name, "dim": int(index.embeddings.shape[1])}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
+    try:
+        staging.rename(directory)
+    except OSError:
+        # Another process built the same index meanwhile: keep theirs if it is this corpus.
+        shutil.rmtree(staging, ignore_errors=True)
+        if (_read_manifest(directory) or {}).get("fingerprint") != fingerprint:
+            raise
     return False
 
 

@@ -1,0 +1,145 @@
+"""Argument checks shared by every implementation of the fused ops.
+
+Each failure is a ``ValueError`` whose message starts with the argument's name, so a caller deep
+inside a training loop sees which tensor was wrong, not an index error from inside a kernel.
+The range and finiteness checks read every element once (one reduction each); next to the
+``M x D x V`` matmul they guard they cost nothing measurable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+IMPLS = ("auto", "reference", "chunked", "triton")
+NORMALIZE_MODES = ("token", "branch", "sum")
+
+
+def check_target_inputs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    rows: torch.Tensor,
+    targets: torch.Tensor,
+    softcap: float | None,
+    temperature: float,
+    impl: str,
+) -> None:
+    """Check the arguments of ``target_logprobs``.
+
+    Shapes: hidden [N, D] and weight [V, D] of one floating dtype on one device; rows and targets
+    [M] integer tensors with ``0 <= rows < N`` and ``0 <= targets < V``; M >= 1.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    _check_float_matrix("hidden", hidden)
+    _check_float_matrix("weight", weight)
+    if weight.dtype != hidden.dtype:
+        raise ValueError(f"weight has dtype {weight.dtype} but hidden has {hidden.dtype}")
+    if weight.device != hidden.device:
+        raise ValueError(f"weight is on {weight.device} but hidden is on {hidden.device}")
+    if weight.shape[1] != hidden.shape[1]:
+        raise ValueError(
+            f"weight has shape {tuple(weight.shape)} [V, D] but hidden has D={hidden.shape[1]}"
+        )
+    _check_index("rows", rows, hidden.shape[0], "hidden rows", hidden.device)
+    _check_index("targets", targets, weight.shape[0], "vocabulary size", hidden.device)
+    if rows.shape != targets.shape:
+        raise ValueError(
+            f"targets has shape {tuple(targets.shape)} but rows has {tuple(rows.shape)}"
+        )
+    if softcap is not None and not (math.isfinite(softcap) and softcap > 0):
+        raise ValueError(f"softcap must be a finite number > 0 or None, got {softcap!r}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    _check_finite("hidden", hidden)
+    _check_finite("weight", weight)
+
+
+def check_loss_inputs(
+    num_targets: int,
+    device: torch.device,
+    advantages: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
+    clip_eps: float | None,
+    kl_coef: float,
+    normalize: str,
+    branch: torch.Tensor | None,
+) -> None:
+    """Check the arguments that ``policy_loss`` adds on top of ``target_logprobs``.
+
+    advantages, old_logp and ref_logp are finite floating [M] tensors; branch an integer [M]
+    tensor (required by ``normalize="branch"``).
+    """
+    for name, value in (("advantages", advantages), ("old_logp", old_logp), ("ref_logp", ref_logp)):
+        if value is None:
+            continue
+        _check_vector(name, value, num_targets, device)
+        if not value.is_floating_point():
+            raise ValueError(f"{name} must be a floating tensor, got dtype {value.dtype}")
+        _check_finite(name, value)
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
+    if clip_eps is not None:
+        if old_logp is None:
+            raise ValueError("clip_eps needs old_logp (the ratio it clips is exp(logp - old_logp))")
+        if not (math.isfinite(clip_eps) and 0 < clip_eps < 1):
+            raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps!r}")
+    if not (math.isfinite(kl_coef) and kl_coef >= 0):
+        raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
+    if kl_coef > 0 and ref_logp is None:
+        raise ValueError("kl_coef > 0 needs ref_logp (the reference policy's log-probs)")
+    if normalize == "branch" and branch is None:
+        raise ValueError('branch is required when normalize="branch"')
+    if branch is not None:
+        _check_vector("branch", branch, num_targets, device)
+        if branch.is_floating_point() or branch.is_complex() or branch.dtype == torch.bool:
+            raise ValueError(f"branch must be an integer tensor, got dtype {branch.dtype}")
+
+
+def _check_float_matrix(name: str, value: torch.Tensor) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(value.shape)}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32, float16, bfloat16 or float64, got {value.dtype}")
+    if value.shape[0] == 0 or value.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(value.shape)}")
+
+
+def _check_vector(name: str, value: torch.Tensor, length: int, device: torch.device) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got {tuple(value.shape)}")
+    if value.device != device:
+        raise ValueError(f"{name} is on {value.device} but hidden is on {device}")
+
+
+def _check_index(
+    name: str, value: torch.Tensor, bound: int, bound_name: str, device: torch.device
+) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} is empty: there is nothing to score")
+    if value.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(f"{name} must be an integer tensor, got dtype {value.dtype}")
+    if value.device != device:
+        raise ValueError(f"{name} is on {value.device} but hidden is on {device}")
+    low, high = int(value.min()), int(value.max())
+    if low < 0 or high >= bound:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name} holds {bad}, outside [0, {bound}) (the {bound_name})")
+
+
+def _check_finite(name: str, value: torch.Tensor) -> None:
+    finite = torch.isfinite(value)
+    if not bool(finite.all()):
+        count = int((~finite).sum())
+        raise ValueError(f"{name} holds {count} non-finite value(s) (nan or inf)")

@@ -1,0 +1,225 @@
+"""Answer metrics and intervals on edge cases (articles, punctuation, yes/no, Unicode, empties)."""
+
+from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
+
+import pytest
+
+from swirl.metrics import (
+    bootstrap_interval,
+    cover_match,
+    exact_match,
+    f1,
+    mean_interval,
+    normalize_answer,
+    numeric_match,
+    parse_number,
+    wilson_interval,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        ("The Eiffel Tower", "eiffel tower"),
+        ("an apple a day", "apple day"),
+        ("Theatre", "theatre"),  # "the" inside a word stays
+        ("A", ""),
+        ("  many   spaces\tand\nlines ", "many spaces and lines"),
+        ("U.S.A.", "usa"),
+        ("rock 'n' roll!", "rock n roll"),
+        ("“Quoted” — text…", "quoted text"),
+        ("¿Qué?", "qué"),
+        ("Zoë", "zoë"),
+        ("ÉCOLE", "école"),
+        ("$1,000", "1000"),
+        ("", ""),
+        ("the the", ""),
+    ],
+)
+def test_normalize_answer(text: str, normalised: str) -> None:
+    assert normalize_answer(text) == normalised
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("the Beatles", "Beatles", True),
+        ("Beatles.", "The Beatles", True),
+        ("beatles", ["Rolling Stones", "The Beatles"], True),
+        ("The Rolling Stones", "The Beatles", False),
+        ("", "", True),
+        ("", "Paris", False),
+        ("Paris", "", False),
+        ("yes", "Yes.", True),
+        ("Zoe", "Zoë", False),
+        ("Zoë", "ZOË", True),
+    ],
+)
+def test_exact_match(prediction: str, gold: str | list[str], expected: bool) -> None:
+    assert exact_match(prediction, gold) is expected
+
+
+def test_f1_tokens_and_counts() -> None:
+    # pred tokens: barack obama (2), gold: barack hussein obama (3): common 2
+    score, precision, recall = f1("Barack Obama", "Barack Hussein Obama")
+    assert (precision, recall) == (1.0, pytest.approx(2 / 3))
+    assert score == pytest.approx(0.8)
+    # repeated tokens count only as often as they occur in both
+    assert f1("new new york", "new york") == pytest.approx((0.8, 2 / 3, 1.0))
+    assert f1("the cat", "a dog") == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("yes", "yes", (1.0, 1.0, 1.0)),
+        ("Yes.", "yes", (1.0, 1.0, 1.0)),
+        ("yes it is", "yes", (0.0, 0.0, 0.0)),  # would be 0.5 F1 without the yes/no rule
+        ("no", "no way", (0.0, 0.0, 0.0)),
+        ("noanswer", "no answer", (0.0, 0.0, 0.0)),
+        ("no", "yes", (0.0, 0.0, 0.0)),
+    ],
+)
+def test_f1_yes_no_need_exact_match(prediction: str, gold: str, expected: tuple) -> None:
+    assert f1(prediction, gold) == expected
+
+
+def test_f1_empty_strings() -> None:
+    assert f1("", "") == (1.0, 1.0, 1.0)
+    assert f1("the", "a") == (1.0, 1.0, 1.0)  # both normalise to nothing
+    assert f1("", "Paris") == (0.0, 0.0, 0.0)
+    assert f1("Paris", "") == (0.0, 0.0, 0.0)
+
+
+def test_f1_takes_the_best_alias() -> None:
+    assert f1("New York City", ["NYC", "New York City", "New York"]) == (1.0, 1.0, 1.0)
+    _, precision, recall = f1("New York", ["Big Apple", "New York City"])
+    assert (precision, recall) == (1.0, pytest.approx(2 / 3))
+
+
+def test_f1_unicode() -> None:
+    assert f1("São Paulo, Brazil", "são paulo") == pytest.approx((0.8, 2 / 3, 1.0))
+    assert f1("東京", "東京") == (1.0, 1.0, 1.0)
+
+
+def test_empty_gold_list_is_an_error() -> None:
+    with pytest.raises(ValueError, match="gold answer list is empty"):
+        exact_match("x", [])
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("It was the Beatles, in 1962", "The Beatles", True),
+        ("Paris", "Paris, France", False),
+        ("born in 1990", "1", False),  # whole tokens only
+        ("in 1990", "1990", True),
+        ("", "", True),
+        ("something", "", False),
+        ("the answer is yes", "yes", True),
+        ("São Paulo", "sao paulo", False),
+    ],
+)
+def test_cover_match(prediction: str, gold: str, expected: bool) -> None:
+    assert cover_match(prediction, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("72", Fraction(72)),
+        ("10.00", Fraction(10)),
+        ("$10", Fraction(10)),
+        ("$1,234.50", Fraction(246_900, 200)),
+        ("-3", Fraction(-3)),
+        ("\u22127", Fraction(-7)),
+        ("50%", Fraction(50)),
+        ("3/4", Fraction(3, 4)),
+        ("She has 72 clips.", Fraction(72)),
+        ("first 12 then 18", Fraction(18)),
+        ("72.0", Fraction(72)),
+        (".5", Fraction(1, 2)),
+        ("1/0", None),
+        ("no numbers", None),
+        ("", None),
+    ],
+)
+def test_parse_number(text: str, value: Fraction | None) -> None:
+    assert parse_number(text) == value
+
+
+def test_parse_number_whole() -> None:
+    assert parse_number(" $24.0 ", whole=True) == 24
+    assert parse_number("division by zero at 3", whole=True) is None
+    assert parse_number("3 + 4", whole=True) is None
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("10", "10", True),
+        ("10.00", "10", True),
+        ("$10", "10", True),
+        ("1,000", "1000", True),
+        ("The total is 1,000 dollars", "1000", True),
+        ("18", "1800", False),
+        ("0.5", "50", False),
+        ("twenty", "20", False),
+        ("", "20", False),
+        ("5", ["4", "5"], True),
+    ],
+)
+def test_numeric_match(prediction: str, gold: str | list[str], expected: bool) -> None:
+    assert numeric_match(prediction, gold) is expected
+
+
+def test_wilson_interval_known_values() -> None:
+    # Reference values for 95% Wilson intervals (z = 1.96): 5/10 -> (0.2366, 0.7634).
+    estimate = wilson_interval(5, 10)
+    assert (estimate.low, estimate.high) == pytest.approx((0.23659, 0.76341), abs=1e-4)
+    zero = wilson_interval(0, 20)
+    assert zero.mean == 0.0 and zero.low == 0.0 and 0.15 < zero.high < 0.17
+    full = wilson_interval(20, 20)
+    assert full.high == 1.0 and 0.83 < full.low < 0.85
+    assert wilson_interval(0, 0).mean is None
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(3, 2)
+
+
+def test_wilson_interval_coverage() -> None:
+    """About 95% of intervals from simulated samples contain the true proportion."""
+    rng = random.Random(0)
+    truth, trials, covered = 0.3, 2000, 0
+    for _ in range(trials):
+        successes = sum(rng.random() < truth for _ in range(50))
+        estimate = wilson_interval(successes, 50)
+        covered += estimate.low <= truth <= estimate.high
+    assert 0.93 < covered / trials < 0.97
+
+
+def test_mean_interval() -> None:
+    values = [0.0, 0.5, 1.0, 0.5]
+    estimate = mean_interval(values)
+    half = 1.959963984540054 * math.sqrt((0.25 + 0 + 0.25 + 0) / 3 / 4)
+    assert estimate.mean == 0.5
+    assert (estimate.low, estimate.high) == pytest.approx((0.5 - half, 0.5 + half))
+    clipped = mean_interval([0.0, 1.0], bounds=(0.0, 1.0))
+    assert clipped.low == 0.0 and clipped.high == 1.0
+    assert mean_interval([]).mean is None
+    single = mean_interval([3.0])
+    assert (single.low, single.mean, single.high) == (3.0, 3.0, 3.0)
+
+
+def test_bootstrap_interval_is_reproducible_and_sane() -> None:
+    rng = random.Random(1)
+    values = [rng.gauss(2.0, 1.0) for _ in range(200)]
+    first = bootstrap_interval(values, seed=7)
+    assert first == bootstrap_interval(values, seed=7)
+    normal = mean_interval(values)
+    assert first.low < first.mean < first.high
+    assert first.low == pytest.approx(normal.low, abs=0.05)
+    assert first.high == pytest.approx(normal.high, abs=0.05)

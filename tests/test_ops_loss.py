@@ -1,0 +1,160 @@
+"""``swirl.ops.policy_loss`` against the same formulas written out on the reference log-probs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ops_cases import make_case, torch_single_thread  # noqa: F401 (autouse fixture)
+
+from swirl.ops import policy_loss, reduce_targets
+from swirl.ops.reference import target_logprobs_reference
+
+M = 37
+
+
+@pytest.fixture
+def case():
+    return make_case(50, 72, 1000, M, seed=21)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _loss_and_grads(case, advantages, impl, **options):
+    hidden = case.hidden.clone().requires_grad_()
+    weight = case.weight.clone().requires_grad_()
+    loss, stats = policy_loss(
+        hidden, weight, case.rows, case.targets, advantages, impl=impl, **options
+    )
+    loss.backward()
+    return loss.detach(), stats, hidden.grad, weight.grad
+
+
+def _expected(case, per_target_fn, reduce):
+    """Loss value and gradients of ``reduce(per_target_fn(logp))`` on the reference log-probs."""
+    hidden = case.hidden.clone().requires_grad_()
+    weight = case.weight.clone().requires_grad_()
+    logp = target_logprobs_reference(hidden, weight, case.rows, case.targets)
+    loss = reduce(per_target_fn(logp))
+    loss.backward()
+    return loss.detach(), logp.detach(), hidden.grad, weight.grad
+
+
+def _assert_matches(got, want):
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got[3], want[3], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["reference", "chunked"])
+def test_reinforce_token_mean(case, impl):
+    advantages = torch.randn(M, generator=_generator(1))
+    got = _loss_and_grads(case, advantages, impl)
+    want = _expected(case, lambda logp: -advantages * logp, torch.mean)
+    _assert_matches(got, want)
+    assert got[1]["logp_mean"] == pytest.approx(want[1].mean().item(), rel=1e-5)
+    assert set(got[1]) == {"logp_mean"}
+
+
+@pytest.mark.parametrize("impl", ["reference", "chunked"])
+def test_ppo_clip_is_active_and_cuts_gradients(case, impl):
+    advantages = torch.randn(M, generator=_generator(2))
+    logp_now = target_logprobs_reference(case.hidden, case.weight, case.rows, case.targets)
+    old_logp = logp_now + 0.5 * torch.randn(M, generator=_generator(3))
+    eps = 0.2
+    got = _loss_and_grads(case, advantages, impl, old_logp=old_logp, clip_eps=eps)
+
+    def clipped(logp):
+        ratio = torch.exp(logp - old_logp)
+        return -torch.minimum(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+
+    want = _expected(case, clipped, torch.mean)
+    _assert_matches(got, want)
+    ratio = torch.exp(logp_now - old_logp)
+    cut = ((ratio > 1 + eps) & (advantages > 0)) | ((ratio < 1 - eps) & (advantages < 0))
+    assert 0 < cut.sum() < M
+    assert got[1]["clip_frac"] == pytest.approx(cut.float().mean().item())
+    assert got[1]["ratio_mean"] == pytest.approx(ratio.mean().item(), rel=1e-5)
+
+
+def test_ratio_without_clip_on_policy_equals_reinforce(case):
+    # with old_logp = the current log-probs the ratio is 1 and its gradient is REINFORCE's
+    advantages = torch.randn(M, generator=_generator(4))
+    old_logp = target_logprobs_reference(case.hidden, case.weight, case.rows, case.targets)
+    got = _loss_and_grads(case, advantages, "chunked", old_logp=old_logp)
+    want = _expected(case, lambda logp: -advantages * logp, torch.mean)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-4, atol=1e-6)
+    assert got[1]["ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.3])
+def test_k3_kl_statistic_and_penalty(case, kl_coef):
+    advantages = torch.randn(M, generator=_generator(5))
+    logp_now = target_logprobs_reference(case.hidden, case.weight, case.rows, case.targets)
+    ref_logp = logp_now + 0.4 * torch.randn(M, generator=_generator(6))
+    got = _loss_and_grads(case, advantages, "chunked", ref_logp=ref_logp, kl_coef=kl_coef)
+
+    def penalised(logp):
+        log_ratio = ref_logp - logp
+        return -advantages * logp + kl_coef * (torch.exp(log_ratio) - log_ratio - 1)
+
+    want = _expected(case, penalised, torch.mean)
+    _assert_matches(got, want)
+    log_ratio = ref_logp - logp_now
+    kl = torch.exp(log_ratio) - log_ratio - 1
+    assert (kl >= 0).all()
+    assert got[1]["kl"] == pytest.approx(kl.mean().item(), rel=1e-5)
+
+
+def test_normalize_modes(case):
+    advantages = torch.randn(M, generator=_generator(7))
+    # branch ids are arbitrary labels: three branches of 5, 12 and 20 targets
+    branch = torch.tensor([70] * 5 + [-3] * 12 + [8] * 20)
+    per_target = lambda logp: -advantages * logp  # noqa: E731
+
+    def branch_mean(values):
+        return torch.stack([values[branch == b].mean() for b in (70, -3, 8)]).mean()
+
+    for normalize, reduce in (("token", torch.mean), ("sum", torch.sum), ("branch", branch_mean)):
+        got = _loss_and_grads(case, advantages, "chunked", normalize=normalize, branch=branch)
+        _assert_matches(got, _expected(case, per_target, reduce))
+
+
+def test_reduce_targets_branch_weights_each_branch_equally():
+    per_target = torch.tensor([1.0, 1.0, 1.0, 4.0])
+    branch = torch.tensor([0, 0, 0, 1])
+    assert reduce_targets(per_target, "branch", branch).item() == pytest.approx(2.5)
+    assert reduce_targets(per_target, "token", None).item() == pytest.approx(1.75)
+    assert reduce_targets(per_target, "sum", None).item() == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize("impl", ["reference", "chunked"])
+def test_zero_advantages_give_zero_loss_and_gradient(case, impl):
+    loss, _, grad_hidden, grad_weight = _loss_and_grads(case, torch.zeros(M), impl)
+    assert loss.item() == 0.0
+    assert torch.count_nonzero(grad_hidden) == 0
+    assert torch.count_nonzero(grad_weight) == 0
+
+
+def test_single_target_with_everything_on():
+    case = make_case(2, 16, 40, 1, seed=8)
+    logp = target_logprobs_reference(case.hidden, case.weight, case.rows, case.targets)
+    options = {
+        "old_logp": logp + 0.5,
+        "ref_logp": logp - 0.1,
+        "clip_eps": 0.1,
+        "kl_coef": 0.5,
+        "normalize": "branch",
+        "branch": torch.tensor([3]),
+        "softcap": 10.0,
+        "temperature": 0.9,
+        "return_entropy": True,
+    }
+    got = _loss_and_grads(case, torch.tensor([-1.0]), "chunked", **options)
+    want = _loss_and_grads(case, torch.tensor([-1.0]), "reference", **options)
+    _assert_matches(got, want)
+    assert set(got[1]) == {"logp_mean", "ratio_mean", "clip_frac", "kl", "entropy"}
+    assert got[1]["entropy"] == pytest.approx(want[1]["entropy"], rel=1e-5)
+    # ratio = exp(-0.5) < 1 - eps with a negative advantage: the clip removes the gradient
+    assert got[1]["clip_frac"] == 1.0

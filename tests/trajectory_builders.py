@@ -1,0 +1,65 @@
+"""Hand-built examples and trajectories for the judge, filter and evaluation tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from swirl.schema import Example, Judgment, Step, SupportingFact, Trajectory
+from swirl.tags import parse_action
+
+QA_EXAMPLE = Example(
+    id="qa-1",
+    question="Which band did the drummer of the group that recorded 'Abbey Road' join first?",
+    answers=["Rory Storm and the Hurricanes", "the Hurricanes"],
+    dataset="hand",
+    supporting_facts=[SupportingFact("Abbey Road"), SupportingFact("Ringo Starr", 2)],
+)
+
+MATH_EXAMPLE = Example(
+    id="math-1",
+    question="Natalia sold 48 clips in April and half as many in May. How many in total?",
+    answers=["72"],
+    dataset="hand",
+    task="math",
+    reference_steps=["48/2=24", "48+24=72"],
+)
+
+
+def step(
+    text: str,
+    result: str = "",
+    retrieved: Sequence[str] = (),
+    verdict: bool | str | None = "unset",
+) -> Step:
+    """A step whose action is parsed from ``text``; ``verdict`` sets a process label."""
+    label = None if verdict == "unset" else Judgment(judge="test", verdict=verdict)
+    return Step(
+        text=text,
+        token_ids=[len(text) % 7, 1, 2],
+        action=parse_action(text),
+        result=result,
+        retrieved=list(retrieved),
+        process=label,
+    )
+
+
+def trajectory(
+    example: Example,
+    steps: Sequence[Step],
+    *,
+    id: str = "t",
+    outcome: bool | str | None = "unset",
+) -> Trajectory:
+    """A trajectory of ``example``; the final answer is the payload of an answer step."""
+    answer = next((s.action.payload for s in steps if s.action.kind == "answer"), None)
+    return Trajectory(
+        id=id,
+        example_id=example.id,
+        task=example.task,
+        prompt_text=f"Question: {example.question}\n",
+        prompt_token_ids=[5, 6, 7],
+        steps=list(steps),
+        final_answer=answer,
+        termination="answer" if answer is not None else "step_cap",
+        outcome=None if outcome == "unset" else Judgment(judge="test", verdict=outcome),
+    )
