@@ -219,8 +219,8 @@ def run_episodes(
     """Roll out ``samples_per_question`` trajectories per example; yield each as it finishes.
 
     ``tools`` serve the action kinds (one per kind). ``params.seed`` (when set) seeds every turn
-    by (seed, example id, sample index, step), so results do not depend on batching or on
-    resuming. ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`).
+    by (seed, example id, sample index, step), so a turn's random draws do not depend on batching
+    or on resuming (its logits can, in the last float bits, with the batch's shape). ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`).
     ``skip`` holds (example id, sample index) pairs already done, which are not run again.
     Examples are read lazily; at most ``config.max_live_episodes`` episodes are in flight.
     """

@@ -160,11 +160,25 @@ def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Messa
 
 
 def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> str:
-    """The chat template's text of a conversation, ending with the assistant header."""
+    """The chat template's text of a conversation, ending with the assistant header.
+
+    A template that rejects the system role (Gemma's) gets the system text at the top of the
+    first user turn instead.
+    """
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no chat template")
+    conversation = [dict(m) for m in messages]
+    try:
+        return tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True
+        )
+    except Exception:  # jinja2 raises its own TemplateError from the template's raise_exception
+        if len(conversation) < 2 or conversation[0]["role"] != "system":
+            raise
+    system, first, *rest = conversation
+    merged = {"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}
     return tokenizer.apply_chat_template(
-        [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        [merged, *rest], tokenize=False, add_generation_prompt=True
     )
 
 

@@ -154,6 +154,22 @@ def test_gives_up_after_the_retries(flaky, tokenizer):
         make(f"http://127.0.0.1:{port}", tokenizer, max_retries=1).generate([[1]], PARAMS)
 
 
+def test_ids_from_logprob_tokens(flaky, tokenizer):
+    ids = tokenizer.encode("<answer>4</answer>")
+    tokens = [f"token_id:{i}" for i in ids]
+    flaky.on(PATH, (200, completion_reply("<answer>4</answer>", logprobs={"tokens": tokens}), 0))
+    (completion,) = make(flaky.url, tokenizer, logprob_ids=True).generate([[1]], PARAMS)
+    assert completion.exact_token_ids and completion.token_ids == ids
+    sent = flaky.requests[-1][1]
+    assert sent["logprobs"] == 0 and sent["return_tokens_as_token_ids"] is True
+    # Token strings (llama-cpp-python) are not ids: the text is re-tokenised instead.
+    flaky.on(
+        PATH, (200, completion_reply("<answer>4</answer>", logprobs={"tokens": ["<", "answer"]}), 0)
+    )
+    (completion,) = make(flaky.url, tokenizer).generate([[1]], PARAMS)
+    assert not completion.exact_token_ids and completion.token_ids == ids
+
+
 def test_replies_without_token_ids(flaky, tokenizer):
     eos = tokenizer.eos_token_id
     flaky.on(
@@ -291,11 +307,12 @@ def test_real_server_generate_stop_and_chat(llama_server, tokenizer):
 
 @pytest.mark.slow
 def test_real_server_runs_the_environment(llama_server, tokenizer):
+    from test_env import RecordingBackend
+
     from swirl.data import load_examples
     from swirl.decompose import decompose
     from swirl.env import EnvConfig, run_episodes
     from swirl.tools.calculator import Calculator
-    from tests.test_env import RecordingBackend
 
     backend = RecordingBackend(OpenAIBackend(llama_server, tokenizer, context_length=4096))
     examples = load_examples("demo-math", limit=2)

@@ -199,14 +199,18 @@ def test_skip_samples_and_bad_config(tokenizer):
 
 
 @pytest.mark.slow
-def test_real_model_states_seeds_and_batching(embedded_model):
+def test_real_model_states_seeds_and_resume(embedded_model):
     """On the real model: decompose() states equal the sequences generate() was given, and a
-    run's records do not depend on how episodes were batched or resumed."""
+    resumed run (pairs already done skipped) writes the records of an uninterrupted one.
+
+    Equality is checked one episode at a time: batched float32 matmuls round differently with
+    the batch's shape, which can (rarely) flip a sampled token between two batchings.
+    """
     from swirl.backends.hf import HFBackend
     from swirl.data import load_examples
 
     model, tokenizer = embedded_model
-    examples = load_examples("demo-math", limit=3)
+    examples = load_examples("demo-math", limit=2)
     params = SamplingParams(max_new_tokens=24, temperature=1.0, seed=5)
 
     def rollout(live: int, skip=()):
@@ -223,16 +227,16 @@ def test_real_model_states_seeds_and_batching(embedded_model):
         )
         return {t.id: t for t in runs}, backend
 
-    batched, backend = rollout(live=6)
-    assert len(batched) == 6
+    batched, backend = rollout(live=4)
+    assert len(batched) == 4
     assert_states_are_what_the_model_saw(list(batched.values()), backend.prompts)
     for trajectory in batched.values():
         assert trajectory.prompt_token_ids == tokenizer.encode(trajectory.prompt_text)
         for step in trajectory.steps:
             assert step.text == tokenizer.decode(step.token_ids)
-    # Resumed (pairs already done are skipped) and fed 2 at a time: the same records.
-    done = {(t.example_id, t.sample_index) for t in list(batched.values())[:3]}
-    resumed, _ = rollout(live=2, skip=done)
-    assert len(resumed) == 3
+    uninterrupted, _ = rollout(live=1)
+    done = {(t.example_id, t.sample_index) for t in list(uninterrupted.values())[:2]}
+    resumed, _ = rollout(live=1, skip=done)
+    assert len(resumed) == 2
     for key, trajectory in resumed.items():
-        assert trajectory == batched[key]
+        assert trajectory == uninterrupted[key]

@@ -58,6 +58,22 @@ def test_boundaries_come_from_the_template_not_chatml(tokenizer):
         ChatTurns.from_tokenizer(other)
 
 
+def test_template_without_a_system_role(tokenizer):
+    """Gemma-style templates refuse the system role: the instructions open the first user turn."""
+    other = copy.deepcopy(tokenizer)
+    other.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    text = render_chat(other, MATH_TEMPLATE.messages("Q?", max_steps=10, few_shot=1))
+    assert text.startswith("<|im_start|>user\nSolve the problem with a calculator.")
+    assert "Question: A baker" in text and text.endswith(
+        "Question: Q?<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
 def test_templates_say_what_the_paper_says(tokenizer):
     for template, tag, steps in (
         (QA_TEMPLATE, "<search_query>", 5),

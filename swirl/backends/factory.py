@@ -39,8 +39,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") 
     group.add_argument(
         f"{p}tokenizer",
         default=None,
-        help="openai: the served model's tokenizer, HF name or path (default: --model for a "
-        "local path, else the embedded model's)",
+        help="openai: the served model's tokenizer, HF name or path (default: --model, or "
+        "the embedded model's when --model is not given)",
     )
     group.add_argument(
         f"{p}device", default="cpu", help="local: torch device, e.g. cpu, cuda (default: cpu)"
@@ -106,11 +106,17 @@ def make_backend(
         from swirl.backends.openai import OpenAIBackend
         from swirl.model import load_tokenizer
 
-        if tokenizer is None and model and os.path.isdir(model):
-            tokenizer = model
+        source = tokenizer or model
+        try:
+            loaded = load_tokenizer(source)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"cannot load the tokenizer {source!r} for the served model ({error}); "
+                "pass --tokenizer with the model's HF name or local path"
+            ) from None
         return OpenAIBackend(
             base_url,
-            load_tokenizer(tokenizer),
+            loaded,
             model=model,
             api_key=api_key or os.environ.get("OPENAI_API_KEY"),
             context_length=context_length,

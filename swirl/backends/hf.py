@@ -2,8 +2,9 @@
 
 Batched sampling with a KV cache: prompts are padded into one batch, the prefix they all share
 (the instructions and few-shot examples of an environment prompt) is computed once and its cache
-copied to every row, each row samples with its own seeded generator (so a row's sample does not
-depend on which other prompts share its batch), and a row leaves the batch as soon as it stops:
+copied to every row, each row samples with its own seeded generator (so a row's random draws do
+not depend on which other prompts share its batch; its logits may, in the last float bits, as
+batched matmuls round differently with the batch's shape), and a row leaves the batch as soon as it stops:
 on an EOS id, on its token budget, or right after the token that completes a closing action tag.
 """
 
@@ -93,7 +94,7 @@ class HFBackend:
             if not prompt:
                 raise ValueError(f"prompt {index} is empty")
         out: list[Completion | None] = [None] * len(prompts)
-        # Similar lengths together: less padding. A row's sample does not depend on its batch.
+        # Similar lengths together: less padding.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         was_training = self.model.training
         self.model.eval()

@@ -14,9 +14,12 @@ Token ids, and what happens where a server cannot give them:
   that text, which can differ from the environment's ids where a sampled token split is not the
   canonical one.
 - Completion. The request asks for ``return_token_ids`` (vLLM >= 0.10.2 returns
-  ``choices[0].token_ids``, the exact sampled ids). Where no ids come back, the completion text is
-  re-tokenised with the local tokenizer and the :class:`Completion` says
-  ``exact_token_ids=False`` (the environment records that in the trajectory's metadata).
+  ``choices[0].token_ids``, the exact sampled ids). With ``logprob_ids=True`` it also asks for
+  ``logprobs=0`` with ``return_tokens_as_token_ids`` (older vLLM: ``logprobs.tokens`` then reads
+  ``"token_id:123"``). Where no ids come back (llama-cpp-python's server gives token strings
+  only), the completion text is re-tokenised with the local tokenizer and the
+  :class:`Completion` says ``exact_token_ids=False`` (the environment records that in the
+  trajectory's metadata).
 - Stop at the closing action tag. The closing tags are sent as ``stop`` strings with
   ``include_stop_str_in_output`` (vLLM, SGLang keep the tag in the text). A server that strips the
   stop string (llama-cpp-python) returns text ending just before it; the tag that stopped it is
@@ -112,6 +115,7 @@ class OpenAIBackend:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         prompt_format: PromptFormat = "auto",
+        logprob_ids: bool = False,
     ) -> None:
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise ValueError("max_concurrency >= 1, max_retries >= 0 and timeout > 0 are required")
@@ -124,6 +128,7 @@ class OpenAIBackend:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.prompt_format: PromptFormat = prompt_format
+        self.logprob_ids = logprob_ids
         self.name = model or ""
         self._context_length = context_length
         if not self.name or self._context_length is None:
@@ -260,6 +265,9 @@ class OpenAIBackend:
         }
         if params.seed is not None:
             payload["seed"] = params.seed
+        if self.logprob_ids:
+            payload["logprobs"] = 0
+            payload["return_tokens_as_token_ids"] = True
         if params.stop_at_action:
             payload["stop"] = _CLOSE_TAG_LIST
             payload["include_stop_str_in_output"] = True
@@ -284,8 +292,8 @@ class OpenAIBackend:
                 f"{self.root}/completions: malformed reply: {str(reply)[:300]}"
             ) from None
         server_reason = choice.get("finish_reason")
-        ids = choice.get("token_ids")
-        exact = isinstance(ids, list) and all(isinstance(i, int) for i in ids)
+        ids = _returned_ids(choice)
+        exact = ids is not None
         if params.stop_at_action and server_reason == "stop" and find_action_stop(text) < 0:
             tag = _stopping_tag(prompt_tail + text, choice.get("stop_reason"))
             if tag is not None:  # the server cut the stop string off
@@ -342,6 +350,24 @@ class OpenAIBackend:
                     *(one(c, p) for c, p in zip(conversations, params, strict=True))
                 )
             )
+
+
+def _returned_ids(choice: dict[str, Any]) -> list[int] | None:
+    """The sampled ids a server put in a completion choice: ``token_ids`` (vLLM >= 0.10.2) or
+    ``logprobs.tokens`` written as ``"token_id:N"`` (vLLM's ``return_tokens_as_token_ids``)."""
+    ids = choice.get("token_ids")
+    if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
+        return ids
+    tokens = (choice.get("logprobs") or {}).get("tokens")
+    if isinstance(tokens, list) and tokens:
+        parsed = [
+            t[len("token_id:") :]
+            for t in tokens
+            if isinstance(t, str) and t.startswith("token_id:")
+        ]
+        if len(parsed) == len(tokens) and all(p.isdigit() for p in parsed):
+            return [int(p) for p in parsed]
+    return None
 
 
 def _stopping_tag(text: str, stop_reason: object) -> str | None:

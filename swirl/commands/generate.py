@@ -3,7 +3,9 @@
 The output file is append-only: every finished trajectory is written and flushed at once, so
 Ctrl-C or a kill loses nothing finished, and rerunning the same command skips every
 (example id, sample index) already in the file. Turns are seeded per (seed, example, sample,
-step), so a resumed run writes the same records as an uninterrupted one.
+step), so a resumed run writes the same records as an uninterrupted one. (Bit for bit with
+``--batch-size 1``; with larger batches the local backend's float32 rounding depends on the
+batch's shape, which can rarely flip a sampled token.)
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
                     writer.write(trajectory)
                     tokens += sum(len(step.token_ids) for step in trajectory.steps)
                     elapsed = max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix_str(f"{tokens / elapsed:.1f} tok/s")
+                    bar.set_postfix_str(
+                        f"{(bar.n + 1) / elapsed:.2f} traj/s, {tokens / elapsed:.1f} tok/s"
+                    )
                     bar.update(1)
 
     summary = summarize(
