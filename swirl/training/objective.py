@@ -38,7 +38,9 @@ def row_groups(batch: PackedBatch, rows_per_group: int) -> Iterator[PackedBatch]
         yield batch.select_rows(start, min(start + rows_per_group, rows))
 
 
-def _share(part: PackedBatch, whole_targets: int, whole_branches: int, normalize: Normalize) -> float:
+def _share(
+    part: PackedBatch, whole_targets: int, whole_branches: int, normalize: Normalize
+) -> float:
     if normalize == "token":
         return part.num_targets / whole_targets
     if normalize == "branch":
