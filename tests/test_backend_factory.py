@@ -18,7 +18,7 @@ from swirl.backends.factory import add_backend_arguments, backend_from_args, mak
         ("local", {"batch_size": 0}, "--batch-size must be >= 1"),
         (
             "openai",
-            {"base_url": "http://127.0.0.1:9", "model": "/no/such/model.gguf"},
+            {"base_url": "http://127.0.0.1:9", "tokenizer": "/no/such/tokenizer"},
             "pass --tokenizer",
         ),
     ],

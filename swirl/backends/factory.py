@@ -7,9 +7,12 @@ take the same flags.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from swirl.backends.base import GenerationBackend
+
+log = logging.getLogger(__name__)
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
@@ -39,8 +42,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") 
     group.add_argument(
         f"{p}tokenizer",
         default=None,
-        help="openai: the served model's tokenizer, HF name or path (default: --model, or "
-        "the embedded model's when --model is not given)",
+        help="openai: the served model's tokenizer, HF name or path (default: --model when it "
+        "is a local folder, else the embedded model's)",
     )
     group.add_argument(
         f"{p}device", default="cpu", help="local: torch device, e.g. cpu, cuda (default: cpu)"
@@ -106,13 +109,22 @@ def make_backend(
         from swirl.backends.openai import OpenAIBackend
         from swirl.model import load_tokenizer
 
-        source = tokenizer or model
+        if tokenizer is None and model and os.path.isdir(model):
+            tokenizer = model
+        if tokenizer is None and model:
+            # A served name is often no loadable path (and the judge needs no tokenizer at all);
+            # generating with the wrong tokenizer would be silent, so say which one is used.
+            log.warning(
+                "using the embedded model's tokenizer for the served model %r; pass --tokenizer "
+                "if it is not SmolLM2",
+                model,
+            )
         try:
-            loaded = load_tokenizer(source)
+            loaded = load_tokenizer(tokenizer)
         except (OSError, ValueError) as error:
             raise ValueError(
-                f"cannot load the tokenizer {source!r} for the served model ({error}); "
-                "pass --tokenizer with the model's HF name or local path"
+                f"cannot load the tokenizer {tokenizer!r} ({error}); "
+                "pass --tokenizer with the served model's HF name or local path"
             ) from None
         return OpenAIBackend(
             base_url,
