@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "filter": "filter",
     "eval": "evaluate",
     "train": "train",
+    "iterate": "iterate",
+    "run": "run",
 }
 
 

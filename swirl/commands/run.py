@@ -1,0 +1,84 @@
+"""``swirl run``: the main job. With no arguments: on the embedded SmolLM2-135M and the built-in
+``demo-qa`` data, evaluate the base model, generate, judge, filter (process), train with
+step-wise RL, evaluate again, and write a report; everything under ``runs/<name>/``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "the whole pipeline: evaluate, generate, judge, filter, train, evaluate, report"
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``run`` and ``iterate`` (each overrides the TOML config)."""
+    parser.add_argument("--config", default=None, help="TOML file: run keys and a [train] table")
+    parser.add_argument(
+        "--name", default="demo", help="run name: output in runs/NAME (default demo)"
+    )
+    parser.add_argument("--out", default=None, help="output directory (default runs/NAME)")
+    parser.add_argument("--data", default=None, help="dataset name or file (default demo-qa)")
+    parser.add_argument("--model", default=None, help="HF model path or name (default: embedded)")
+    parser.add_argument("--judge", default=None, help="reference | hf:PATH | openai:URL[#model]")
+    parser.add_argument(
+        "--eval-limit", type=int, default=None, help="held-out questions (default 30)"
+    )
+    parser.add_argument(
+        "--train-limit", type=int, default=None, help="training questions (default 40)"
+    )
+    parser.add_argument(
+        "--samples-per-question", type=int, default=None, help="rollouts per question"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="Stage-1 sampling temperature"
+    )
+    parser.add_argument(
+        "--filter", default=None, choices=["none", "process", "outcome", "process+outcome"]
+    )
+    parser.add_argument("--train-steps", type=int, default=None, help="optimizer steps per round")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def pipeline_from_args(args: argparse.Namespace, **extra):
+    from pathlib import Path
+
+    from swirl.pipeline import Pipeline, load_run_config
+
+    overrides = {
+        key: getattr(args, key)
+        for key in (
+            "data",
+            "model",
+            "judge",
+            "eval_limit",
+            "train_limit",
+            "samples_per_question",
+            "temperature",
+            "filter",
+            "seed",
+            "threads",
+        )
+    }
+    config = load_run_config(args.config, **overrides, **extra)
+    if args.train_steps is not None:
+        config.train = {**config.train, "steps": args.train_steps}
+    return Pipeline(config, args.out or Path("runs") / args.name)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=None, help="SWiRL rounds (default 1)")
+    parser.add_argument(
+        "--compare-sft",
+        action="store_true",
+        default=None,
+        help="also train SFT on the same filtered data with the same budget, and evaluate it",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    pipeline = pipeline_from_args(args, rounds=args.rounds, compare_sft=args.compare_sft)
+    report = pipeline.run()
+    print(f"report: {report}")
+    print(report.read_text())
+    return 0

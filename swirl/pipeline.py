@@ -1,0 +1,298 @@
+"""The whole SWiRL pipeline as one resumable job (``swirl run`` / ``swirl iterate``).
+
+Per round: generate trajectories with the current model, judge every step and answer, filter,
+train (Stage 2), evaluate; the next round starts from the trained model. ``swirl run`` also
+evaluates the base model first and writes a report. Every stage writes files under the run
+directory and is recorded in ``stages.json`` when it finishes (with its wall time), so a killed
+run resumes at the first unfinished stage, and the stages themselves resume from their files.
+
+Layout of ``runs/<name>/``::
+
+    run_config.json  stages.json  report.md  report_metrics.png  report_time.png
+    eval-base/                     summary.json, summary.md, records.jsonl, ...
+    round-1/trajectories.jsonl     Stage-1 rollouts
+    round-1/labelled.jsonl         + process and outcome labels
+    round-1/filtered.jsonl         kept by the filter strategy
+    round-1/train/                 checkpoints/, metrics.jsonl, training_curves.png
+    round-1/eval/                  the trained model on the held-out questions
+    sft/train/, sft/eval/          (compare_sft) SFT on round 1's filtered data, same budget
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from swirl.filtering import Strategy
+from swirl.judge.loading import JUDGE_ENV
+
+
+class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The main job's knobs. Defaults are sized for ~15 minutes on 2 CPU cores; the ``[train]``
+    table takes any :class:`~swirl.training.config.TrainConfig` field (paths are filled in)."""
+
+    data: str = "demo-qa"
+    model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
+    judge: str | None = None  # None: $SWIRL_JUDGE, else the reference judge
+    rounds: int = 1
+    eval_limit: int = 30  # held-out (test split) questions per evaluation
+    train_limit: int = 40  # training questions rolled out per round
+    samples_per_question: int = 2  # paper: 5
+    temperature: float = 0.5  # Stage-1 sampling (evaluation is greedy)
+    max_new_tokens: int = 96  # per model turn
+    filter: Strategy = "process"
+    filter_size: int | None = None
+    compare_sft: bool = False
+    seed: int = 0
+    threads: int | None = None
+    train: dict[str, Any] = msgspec.field(
+        default_factory=lambda: {
+            "steps": 8,
+            "states_per_step": 4,
+            "samples_per_state": 4,
+            "lr": 5e-6,
+        }
+    )
+
+    def __post_init__(self) -> None:
+        for name in (
+            "rounds",
+            "eval_limit",
+            "train_limit",
+            "samples_per_question",
+            "max_new_tokens",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"run config field {name!r} must be >= 1, got {getattr(self, name)}"
+                )
+
+    @property
+    def judge_spec(self) -> str:
+        return self.judge or os.environ.get(JUDGE_ENV) or "reference"
+
+
+def load_run_config(path: str | Path | None, **overrides: Any) -> RunConfig:
+    """A RunConfig from TOML (top-level keys, or a ``[run]`` table, plus ``[train]``) and keyword
+    overrides (None values ignored). Errors name the file and field."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: {error}") from None
+        train = values.pop("train", None)
+        values = dict(values.pop("run", values))
+        if train is not None:
+            values["train"] = {**RunConfig().train, **train}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(values, RunConfig)
+    except msgspec.ValidationError as error:
+        where = f"{path}: " if path is not None else ""
+        raise ValueError(f"{where}invalid run config: {error}") from None
+
+
+class Stages:
+    """Which stages of a run are done, and how long each took (``stages.json``)."""
+
+    def __init__(self, path: Path, log: Callable[[str], None]) -> None:
+        self.path = path
+        self.log = log
+        self.done: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+
+    def run(self, name: str, work: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """``work(*args, **kwargs)`` unless stage ``name`` finished in an earlier run."""
+        log = self.log
+        if name in self.done:
+            log(f"[{name}] done already ({self.done[name]:.0f} s), skipped")
+            return
+        log(f"[{name}] ...")
+        started = time.perf_counter()
+        work(*args, **kwargs)
+        self.done[name] = time.perf_counter() - started
+        staging = self.path.with_suffix(".tmp")
+        staging.write_text(json.dumps(self.done, indent=2))
+        staging.replace(self.path)
+        log(f"[{name}] finished in {self.done[name]:.0f} s")
+
+
+class Pipeline:
+    """Runs the stages of :class:`RunConfig` under ``out``; see the module docstring."""
+
+    def __init__(self, config: RunConfig, out: str | Path, *, log: Callable[[str], None] = print):
+        self.config = config
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        saved = self.out / "run_config.json"
+        encoded = msgspec.json.format(msgspec.json.encode(config))
+        if saved.exists() and saved.read_bytes() != encoded:
+            raise ValueError(
+                f"{saved}: this run directory was started with another configuration; "
+                "use a new --out (or --name), or delete it to start over"
+            )
+        saved.write_bytes(encoded)
+        self.stages = Stages(self.out / "stages.json", log)
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+
+    # -- building blocks ---------------------------------------------------------------------
+
+    def _examples(self, split: str, limit: int):
+        from swirl.data import load_examples
+
+        return load_examples(self.config.data, split=split, limit=limit, seed=self.config.seed)
+
+    def _tools(self, examples, split: str):
+        from swirl.tools.factory import tools_for_examples
+
+        return tools_for_examples(examples, self.config.data, split=split)
+
+    def _judge(self):
+        from swirl.judge.loading import judge_from_spec
+
+        return judge_from_spec(self.config.judge_spec)
+
+    def _params(self, temperature: float):
+        from swirl.backends.base import SamplingParams
+
+        return SamplingParams(
+            max_new_tokens=self.config.max_new_tokens,
+            temperature=temperature,
+            seed=self.config.seed,
+        )
+
+    def evaluate(self, model: str | None, out: Path) -> None:
+        """Greedy multi-step rollouts of the held-out questions, judged and scored."""
+        from swirl.backends.hf import HFBackend
+        from swirl.env import run_episodes
+        from swirl.evaluate import evaluate
+
+        examples = self._examples("test", self.config.eval_limit)
+
+        def rollout(pending):
+            pending = list(pending)
+            if not pending:
+                return iter(())
+            return run_episodes(
+                pending,
+                HFBackend.load(model),
+                tools=self._tools(examples, "test"),
+                params=self._params(0.0),
+            )
+
+        evaluate(
+            examples,
+            rollout,
+            self._judge(),
+            out,
+            settings={"model": model or "smollm2-135m", "data": self.config.data, "split": "test"},
+        )
+
+    def generate(self, model: str | None, out: Path) -> None:
+        from swirl.backends.hf import HFBackend
+        from swirl.generate import generate_to_file
+
+        examples = self._examples("train", self.config.train_limit)
+        summary = generate_to_file(
+            examples,
+            out,
+            backend=lambda: HFBackend.load(model),
+            tools=lambda: self._tools(examples, "train"),
+            params=self._params(self.config.temperature),
+            samples_per_question=self.config.samples_per_question,
+        )
+        for line in summary.lines():
+            self.log(f"  {line}")
+
+    def judge(self, source: Path, target: Path) -> None:
+        from swirl.judge.labelling import label_file
+
+        examples = {e.id: e for e in self._examples("train", self.config.train_limit)}
+        label_file(self._judge(), examples, source, target, "both")
+
+    def filter(self, source: Path, target: Path) -> None:
+        from swirl.filtering import copy_records, read_labels, select_indices, summarize
+
+        labels = read_labels(source)
+        for count in summarize(labels):
+            self.log(f"  {count.strategy}: {count.trajectories} trajectories, {count.steps} steps")
+        kept = select_indices(labels, self.config.filter, self.config.filter_size, self.config.seed)
+        if not kept:
+            raise ValueError(
+                f"{source}: the {self.config.filter!r} filter keeps no trajectory; generate more "
+                "(train_limit, samples_per_question) or use another --filter"
+            )
+        copy_records(source, target, kept)
+
+    def train(self, trajectories: Path, model: str | None, out: Path, *, mode: str) -> None:
+        from swirl.training.config import load_config
+        from swirl.training.trainer import Trainer
+
+        overrides = {
+            **self.config.train,
+            "trajectories": str(trajectories),
+            "out": str(out),
+            "model": model,
+            "data": self.config.data,
+            "judge": self.config.judge_spec,
+            "mode": mode,
+            "seed": self.config.seed,
+        }
+        Trainer(load_config(None, **overrides)).train()
+
+    # -- the job -------------------------------------------------------------------------------
+
+    def trained_model(self, round_dir: Path) -> str:
+        from swirl.training.checkpoint import latest_checkpoint
+
+        checkpoint = latest_checkpoint(round_dir / "train" / "checkpoints")
+        if checkpoint is None:
+            raise FileNotFoundError(
+                f"{round_dir / 'train'}: no checkpoint (training did not finish)"
+            )
+        return str(checkpoint / "model")
+
+    def iterate(self, rounds: int) -> str | None:
+        """Run ``rounds`` rounds; return the final model (a checkpoint folder)."""
+        model = self.config.model
+        for number in range(1, rounds + 1):
+            root = self.out / f"round-{number}"
+            root.mkdir(exist_ok=True)
+            stage = f"round-{number}"
+            trajectories, labelled = root / "trajectories.jsonl", root / "labelled.jsonl"
+            filtered = root / "filtered.jsonl"
+            self.stages.run(f"{stage}/generate", self.generate, model, trajectories)
+            self.stages.run(f"{stage}/judge", self.judge, trajectories, labelled)
+            self.stages.run(f"{stage}/filter", self.filter, labelled, filtered)
+            self.stages.run(
+                f"{stage}/train", self.train, filtered, model, root / "train", mode="online"
+            )
+            model = self.trained_model(root)
+            self.stages.run(f"{stage}/eval", self.evaluate, model, root / "eval")
+        return model
+
+    def run(self) -> Path:
+        """Evaluate the base model, run the rounds (and the SFT comparison), write the report."""
+        self.stages.run("eval-base", self.evaluate, self.config.model, self.out / "eval-base")
+        self.iterate(self.config.rounds)
+        if self.config.compare_sft:
+            sft = self.out / "sft"
+            filtered = self.out / "round-1" / "filtered.jsonl"
+            self.stages.run(
+                "sft/train", self.train, filtered, self.config.model, sft / "train", mode="sft"
+            )
+            self.stages.run("sft/eval", self.evaluate, self.trained_model(sft), sft / "eval")
+        from swirl.report import write_run_report
+
+        return write_run_report(self.out, self.stages.done)
