@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from swirl.data import examples_from_args
     from swirl.generate import generate_to_file
 
+    if args.samples_per_question < 1:
+        raise ValueError(f"--samples-per-question must be >= 1, got {args.samples_per_question}")
     params = sampling_from_args(args)
     config = env_config_from_args(args)
     apply_threads(args)
