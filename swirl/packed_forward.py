@@ -317,6 +317,14 @@ def _register() -> None:
     AttentionInterface.register(ATTENTION_NAME, _packed_attention)
 
 
+def packed_attention_scope(model: PreTrainedModel) -> contextlib.AbstractContextManager[None]:
+    """Keep the packed attention selected on ``model`` for a whole block, e.g. a forward *and*
+    its backward: with gradient checkpointing the decoder layers are recomputed during backward,
+    after :func:`packed_forward` has returned, and must attend the same way again."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    return _packed_attention_selected(decoder.config)
+
+
 @contextlib.contextmanager
 def _packed_attention_selected(config) -> Iterator[None]:
     """Route the decoder's attention layers (which read ``config._attn_implementation`` on every

@@ -280,3 +280,29 @@ def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path) -
         for run in ("one", "two")
     ]
     assert losses[1] == pytest.approx(losses[0], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"dtype": "bf16"},
+        {"gradient_checkpointing": True},
+        {"layout": "naive"},
+        {"lora": {"rank": 4, "alpha": 8.0}},
+    ],
+    ids=["bf16-autocast", "gradient-checkpointing", "naive-layout", "lora"],
+)
+def test_training_options(workspace: Path, tmp_path: Path, options: dict) -> None:
+    """Each option trains and resumes; the naive layout packs every action with its own state."""
+    base = dict(mode="offline", steps=2, states_per_step=4, checkpoint_every=1, lr=1e-2, **options)
+    result = Trainer(config(workspace, tmp_path, **base), progress=False).train()
+    record = result.metrics[-1]
+    assert math.isfinite(record["loss"]) and record["skipped_updates"] == 0
+    if options.get("layout") == "naive":
+        assert record["tokens_naive"] == record["tokens_packed"]
+    if "lora" in options:
+        adapter = result.checkpoint / "model" / "adapter_model.safetensors"
+        assert adapter.is_file() and adapter.stat().st_size < 1_000_000  # only the adapter
+        again = Trainer(config(workspace, tmp_path, **{**base, "steps": 3}), progress=False)
+        assert again.start_step == 2
+        again.train()

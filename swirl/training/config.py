@@ -55,7 +55,10 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     schedule: Schedule = "constant"
     max_grad_norm: float = 1.0
     tokens_per_micro_batch: int = 4096  # packed row length; a step accumulates over rows
-    dtype: Literal["fp32", "bf16"] = "fp32"
+    # "tree": states and actions share prefixes (the fast path); "naive": every action with its own
+    # full state, for measuring what the tree saves.
+    layout: Literal["tree", "naive"] = "tree"
+    dtype: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward, fp32 weights and optimizer
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
     checkpoint_every: int = 0  # 0 = only at the end

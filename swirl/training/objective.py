@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from swirl.ops import policy_loss, target_logprobs
-from swirl.packed_forward import packed_forward
+from swirl.packed_forward import packed_attention_scope, packed_forward
 from swirl.packing import PackedBatch
 from swirl.training.config import Normalize
 
@@ -88,24 +88,33 @@ class PackedPolicy(torch.nn.Module):
     be the FSDP root: the root's (embedding / head) parameters are gathered for exactly this call.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, *, autocast: torch.dtype | None = None) -> None:
+        """``autocast``: run the decoder under ``torch.autocast`` in this dtype (e.g. bf16) while
+        the weights and the optimizer stay fp32; the fused loss accumulates in fp32 anyway."""
         super().__init__()
         self.model = model
+        self.autocast = autocast
 
     def forward(
         self, part: PackedBatch, loss_options: dict | None = None
     ) -> tuple[torch.Tensor, dict[str, float]] | torch.Tensor | None:
         """``[M]`` fp32 log-probs, or ``(loss, stats)``; None when a hidden state is not finite
         (``policy_loss`` refuses non-finite inputs; the caller skips the update)."""
-        hidden = packed_forward(self.model, part)
+        device_type = next(self.model.parameters()).device.type
+        with torch.autocast(
+            device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
+        ):
+            hidden = packed_forward(self.model, part)
         if not bool(torch.isfinite(hidden).all()):
             return None
         head = self.model.get_output_embeddings()
         softcap = getattr(self.model.config, "final_logit_softcapping", None)
         device = hidden.device
+        # Under autocast the head runs in the hidden states' dtype too (the cast is differentiable).
+        weight = head.weight if head.weight.dtype == hidden.dtype else head.weight.to(hidden.dtype)
         inputs = (
             hidden.reshape(-1, hidden.shape[-1]),
-            head.weight,
+            weight,
             torch.from_numpy(part.target_rows).to(device),
             torch.from_numpy(part.target_ids).to(device, torch.long),
         )
@@ -165,22 +174,24 @@ def accumulate_policy_gradient(
             continue
         window = slice(offset, offset + count)
         offset += count
-        result = policy(
-            part,
-            {
-                "old_logp": None if old_logp is None else old_logp[window],
-                "ref_logp": None if ref_logp is None else ref_logp[window],
-                "clip_eps": clip_eps if old_logp is not None else None,
-                "kl_coef": kl_coef if ref_logp is not None else 0.0,
-                "normalize": normalize,
-            },
-        )
-        if result is None:
-            totals["loss"] = math.nan
-            continue
-        loss, stats = result
-        share = _share(part, whole_targets, whole_branches, normalize)
-        (loss * share * loss_scale).backward()
+        # Forward and backward in one attention scope: checkpointed layers recompute in backward.
+        with packed_attention_scope(policy.model):
+            result = policy(
+                part,
+                {
+                    "old_logp": None if old_logp is None else old_logp[window],
+                    "ref_logp": None if ref_logp is None else ref_logp[window],
+                    "clip_eps": clip_eps if old_logp is not None else None,
+                    "kl_coef": kl_coef if ref_logp is not None else 0.0,
+                    "normalize": normalize,
+                },
+            )
+            if result is None:
+                totals["loss"] = math.nan
+                continue
+            loss, stats = result
+            share = _share(part, whole_targets, whole_branches, normalize)
+            (loss * share * loss_scale).backward()
         totals["loss"] += loss.item() * share
         fraction = count / whole_targets
         for key in ("logp_mean", "entropy", "kl", "clip_frac"):

@@ -14,13 +14,13 @@ def plot_curves(
     *,
     title: str = "training",
 ) -> Path:
-    """One panel per key (x = step); keys absent from every record are skipped."""
+    """One panel per key (x = step); keys with no value in any record are skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    present = [k for k in keys if any(k in r for r in records)]
+    present = [k for k in keys if any(r.get(k) is not None for r in records)]
     if not present:
         raise ValueError(f"no records carry any of {list(keys)}")
     figure, axes = plt.subplots(

@@ -37,7 +37,7 @@ from swirl.training.plots import plot_curves
 from swirl.training.schedule import make_scheduler
 from swirl.training.sources import ActionSource, RecordedActions, SampledActions
 from swirl.training.states import StateStream, training_states
-from swirl.training.trees import build_tree_sequences
+from swirl.training.trees import build_naive_sequences, build_tree_sequences
 
 DEFAULT_BASELINE: dict[str, Baseline] = {
     "online": "group_mean",
@@ -112,8 +112,11 @@ class Trainer:
             if self.dist.enabled and config.mode == "online"
             else self.model
         )
-        self.policy = dd.shard_policy(PackedPolicy(self.model), self.dist)
-        self.reference = PackedPolicy(self._initial_policy()) if config.kl_coef > 0 else None
+        autocast = torch.bfloat16 if config.dtype == "bf16" else None
+        self.policy = dd.shard_policy(PackedPolicy(self.model, autocast=autocast), self.dist)
+        self.reference = (
+            PackedPolicy(self._initial_policy(), autocast=autocast) if config.kl_coef > 0 else None
+        )
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             trainable, lr=config.lr, weight_decay=config.weight_decay, foreach=False
@@ -139,14 +142,13 @@ class Trainer:
         from swirl.model import load_model
 
         config = self.config
-        dtype = torch.bfloat16 if config.dtype == "bf16" else torch.float32
         lora_checkpoint = checkpoint is not None and config.lora is not None
         source = (
             str(checkpoint / "model")
             if checkpoint is not None and not lora_checkpoint
             else config.model
         )
-        model, tokenizer = load_model(source, dtype=dtype, device=self.device)
+        model, tokenizer = load_model(source, device=self.device)
         if config.gradient_checkpointing:
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
@@ -177,8 +179,7 @@ class Trainer:
         base model, which equals the initial policy since LoRA starts as the identity."""
         from swirl.model import load_model
 
-        dtype = torch.bfloat16 if self.config.dtype == "bf16" else torch.float32
-        reference, _ = load_model(self.config.model, dtype=dtype, device=self.device)
+        reference, _ = load_model(self.config.model, device=self.device)
         reference.eval()
         reference.requires_grad_(False)
         return reference
@@ -236,10 +237,13 @@ class Trainer:
         advantages = group_advantages(
             rewards, groups, baseline=self.baseline, scale_by_std=config.scale_by_std
         )
-        sequences, _ = build_tree_sequences(scored, advantages.tolist())
+        naive = config.layout == "naive"
+        build = build_naive_sequences if naive else build_tree_sequences
+        sequences, _ = build(scored, advantages.tolist())
         batch = pack(
             sequences,
             config.tokens_per_micro_batch,
+            share_prefixes=not naive,
             vocab_size=self.vocab_size,
             pad_id=self.tokenizer.pad_token_id or 0,
         )

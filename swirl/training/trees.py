@@ -31,6 +31,26 @@ class ActionSample:
     group: int
 
 
+def build_naive_sequences(
+    samples: Sequence[ActionSample], weights: Sequence[float]
+) -> tuple[list[TreeSequence], list[int]]:
+    """The naive layout (the reference for speed): every action is its own sequence with its full
+    state as context, so nothing is shared. Same return value as :func:`build_tree_sequences`."""
+    if len(weights) != len(samples):
+        raise ValueError(f"got {len(weights)} weights for {len(samples)} samples")
+    sequences, order = [], []
+    for index, sample in enumerate(samples):
+        if not sample.tokens:
+            continue
+        context = np.asarray(sample.state.state_token_ids, dtype=np.int32)
+        tokens = np.asarray(sample.tokens, dtype=np.int32)
+        sequences.append(
+            TreeSequence(context, [Branch(len(context), tokens, float(weights[index]))])
+        )
+        order.append(index)
+    return sequences, order
+
+
 def build_tree_sequences(
     samples: Sequence[ActionSample], weights: Sequence[float]
 ) -> tuple[list[TreeSequence], list[int]]:
