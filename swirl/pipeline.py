@@ -42,8 +42,8 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
     judge: str | None = None  # None: $SWIRL_JUDGE, else the reference judge
     rounds: int = 1
-    eval_limit: int = 30  # held-out (test split) questions per evaluation
-    train_limit: int = 40  # training questions rolled out per round
+    eval_limit: int = 50  # held-out (test split) questions per evaluation
+    train_limit: int = 100  # training questions rolled out per round
     samples_per_question: int = 2  # paper: 5
     temperature: float = 0.5  # Stage-1 sampling (evaluation is greedy)
     max_new_tokens: int = 96  # per model turn
@@ -51,7 +51,6 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     filter_size: int | None = None
     compare_sft: bool = False
     seed: int = 0
-    threads: int | None = None
     train: dict[str, Any] = msgspec.field(
         default_factory=lambda: {
             "steps": 8,
@@ -127,7 +126,15 @@ class Stages:
 class Pipeline:
     """Runs the stages of :class:`RunConfig` under ``out``; see the module docstring."""
 
-    def __init__(self, config: RunConfig, out: str | Path, *, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        config: RunConfig,
+        out: str | Path,
+        *,
+        threads: int | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        """``threads``: torch CPU threads for this process (not part of the run's identity)."""
         self.config = config
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -141,10 +148,10 @@ class Pipeline:
             )
         saved.write_bytes(encoded)
         self.stages = Stages(self.out / "stages.json", log)
-        if config.threads:
+        if threads:
             import torch
 
-            torch.set_num_threads(config.threads)
+            torch.set_num_threads(threads)
 
     # -- building blocks ---------------------------------------------------------------------
 

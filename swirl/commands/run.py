@@ -20,10 +20,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="HF model path or name (default: embedded)")
     parser.add_argument("--judge", default=None, help="reference | hf:PATH | openai:URL[#model]")
     parser.add_argument(
-        "--eval-limit", type=int, default=None, help="held-out questions (default 30)"
+        "--eval-limit", type=int, default=None, help="held-out questions (default 50)"
     )
     parser.add_argument(
-        "--train-limit", type=int, default=None, help="training questions (default 40)"
+        "--train-limit", type=int, default=None, help="training questions (default 100)"
     )
     parser.add_argument(
         "--samples-per-question", type=int, default=None, help="rollouts per question"
@@ -56,13 +56,12 @@ def pipeline_from_args(args: argparse.Namespace, **extra):
             "temperature",
             "filter",
             "seed",
-            "threads",
         )
     }
     config = load_run_config(args.config, **overrides, **extra)
     if args.train_steps is not None:
         config.train = {**config.train, "steps": args.train_steps}
-    return Pipeline(config, args.out or Path("runs") / args.name)
+    return Pipeline(config, args.out or Path("runs") / args.name, threads=args.threads)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
