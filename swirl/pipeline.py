@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from swirl.config_files import load_struct
 from swirl.filtering import Strategy
 from swirl.judge.loading import JUDGE_ENV
 
@@ -81,22 +81,15 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 def load_run_config(path: str | Path | None, **overrides: Any) -> RunConfig:
     """A RunConfig from TOML (top-level keys, or a ``[run]`` table, plus ``[train]``) and keyword
     overrides (None values ignored). Errors name the file and field."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(Path(path).read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path}: {error}") from None
-        train = values.pop("train", None)
-        values = dict(values.pop("run", values))
+
+    def select(toml: dict[str, Any]) -> dict[str, Any]:
+        train = toml.pop("train", None)
+        values = dict(toml.pop("run", toml))
         if train is not None:
             values["train"] = {**RunConfig().train, **train}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return msgspec.convert(values, RunConfig)
-    except msgspec.ValidationError as error:
-        where = f"{path}: " if path is not None else ""
-        raise ValueError(f"{where}invalid run config: {error}") from None
+        return values
+
+    return load_struct(path, RunConfig, overrides=overrides, select=select, what="run config")
 
 
 class Stages:

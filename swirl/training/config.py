@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 
+from swirl.config_files import load_struct
 from swirl.training.advantages import Baseline
 from swirl.training.schedule import Schedule
 
@@ -85,20 +85,12 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def load_config(path: str | Path | None, **overrides: object) -> TrainConfig:
-    """A TrainConfig from a TOML file (optional) with keyword overrides (None values ignored).
-
-    Errors name the file and the offending field.
-    """
-    values: dict[str, object] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(Path(path).read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path}: {error}") from None
-        values = dict(values.get("train", values))  # a [train] table or top-level keys
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return msgspec.convert(values, TrainConfig)
-    except msgspec.ValidationError as error:
-        where = f"{path}: " if path is not None else ""
-        raise ValueError(f"{where}invalid training config: {error}") from None
+    """A TrainConfig from a TOML file (a ``[train]`` table or top-level keys; optional) with
+    keyword overrides (None values ignored). Errors name the file and the offending field."""
+    return load_struct(
+        path,
+        TrainConfig,
+        overrides=overrides,
+        select=lambda toml: dict(toml.get("train", toml)),
+        what="training config",
+    )
