@@ -43,7 +43,7 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     judge: str | None = None  # None: $SWIRL_JUDGE, else the reference judge
     rounds: int = 1
     eval_limit: int = 50  # held-out (test split) questions per evaluation
-    train_limit: int = 100  # training questions rolled out per round
+    train_limit: int = 80  # training questions rolled out per round
     samples_per_question: int = 2  # paper: 5
     temperature: float = 0.5  # Stage-1 sampling (evaluation is greedy)
     max_new_tokens: int = 96  # per model turn
@@ -53,10 +53,11 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: int = 0
     train: dict[str, Any] = msgspec.field(
         default_factory=lambda: {
-            "steps": 8,
+            "steps": 10,
             "states_per_step": 4,
             "samples_per_state": 4,
-            "lr": 5e-6,
+            "lr": 1e-5,
+            "kl_coef": 0.02,
         }
     )
 

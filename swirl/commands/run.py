@@ -23,7 +23,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-limit", type=int, default=None, help="held-out questions (default 50)"
     )
     parser.add_argument(
-        "--train-limit", type=int, default=None, help="training questions (default 100)"
+        "--train-limit", type=int, default=None, help="training questions (default 80)"
     )
     parser.add_argument(
         "--samples-per-question", type=int, default=None, help="rollouts per question"
