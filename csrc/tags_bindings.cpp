@@ -1,6 +1,7 @@
 // Python bindings of the tag scanner: builds Action objects through a caller-supplied factory
 // (the msgspec Struct swirl.schema.Action) with one vectorcall per turn.
 #include <Python.h>
+#include <pybind11/numpy.h>
 
 #include <array>
 #include <string>
@@ -78,6 +79,23 @@ py::object build_action(PyObject* text, py::handle factory) {
   return py::reinterpret_steal<py::object>(out);
 }
 
+// One row of scan_actions(): the columns of swirl.tags.SCAN_COLUMNS.
+constexpr int kScanColumns = 10;
+
+void scan_row(const TagScan& s, std::int64_t* row) {
+  const bool valid = s.kind != ActionKind::kNone && s.kind != ActionKind::kInvalid;
+  row[0] = static_cast<std::int64_t>(s.kind);
+  row[1] = static_cast<std::int64_t>(s.error);
+  row[2] = s.tag;
+  row[3] = s.nested_tag;
+  row[4] = s.start;
+  row[5] = s.end;
+  row[6] = valid ? s.payload_begin : 0;
+  row[7] = valid ? s.payload_end : 0;
+  row[8] = s.thought_begin;
+  row[9] = s.thought_end;
+}
+
 }  // namespace
 
 void register_tags(py::module_& m) {
@@ -107,6 +125,17 @@ void register_tags(py::module_& m) {
         return out;
       },
       py::arg("texts"), py::arg("factory"), "parse_action over a list (or iterable) of turns.");
+  m.def(
+      "scan_actions",
+      [](const py::list& texts) {
+        const Py_ssize_t n = static_cast<Py_ssize_t>(texts.size());
+        py::array_t<std::int64_t> out({static_cast<py::ssize_t>(n), py::ssize_t{kScanColumns}});
+        std::int64_t* rows = out.mutable_data();
+        for (Py_ssize_t i = 0; i < n; ++i)
+          scan_row(scan_action(checked_str(texts[i], "texts[i]")), rows + i * kScanColumns);
+        return out;
+      },
+      py::arg("texts"), "Scan a list of turns into an [N, 10] int64 array (no per-turn objects).");
   m.def(
       "find_action_stop",
       [](py::handle text, Py_ssize_t search_from) {

@@ -3,6 +3,8 @@
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import numpy as np
+
 A = TypeVar("A")
 
 MAX_TAG_LENGTH: int
@@ -11,6 +13,7 @@ def parse_action(text: str, factory: Callable[[str, str, str, int, int, str | No
 def parse_actions(
     texts: Iterable[str], factory: Callable[[str, str, str, int, int, str | None], A]
 ) -> list[A]: ...
+def scan_actions(texts: list[str]) -> np.ndarray: ...
 def find_action_stop(text: str, search_from: int = 0) -> int: ...
 def is_python_space(codepoint: int) -> bool: ...
 

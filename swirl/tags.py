@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import numpy as np
+
 from swirl import _native
 from swirl.schema import Action
 
@@ -52,28 +54,79 @@ def find_action_stop(text: str, search_from: int = 0) -> int:
     return _native.find_action_stop(text, search_from)
 
 
-def parse_action_py(text: str) -> Action:
-    """Pure-Python reference of :func:`parse_action` (``re``-based, same semantics)."""
+# Columns of :func:`scan_actions` (one row per turn, int64).
+SCAN_COLUMNS = (
+    "kind",  # index into KINDS
+    "error",  # index into ERRORS
+    "tag",  # index into TAGS of the deciding tag, -1 if none
+    "nested_tag",  # index into TAGS of the tag nested in the payload, -1 if none
+    "start",
+    "end",
+    "payload_begin",  # stripped payload span (valid actions; 0, 0 otherwise)
+    "payload_end",
+    "thought_begin",  # stripped span of the text before the tag
+    "thought_end",
+)
+KINDS = ("none", "search", "math", "answer", "invalid")
+ERRORS = (None, "unclosed", "empty", "nested", "stray")
+TAGS = (*OPEN_TAGS.values(), *CLOSE_TAGS.values())
+
+
+def scan_actions(texts: list[str]) -> np.ndarray:
+    """Scan many turns without building any Python object per turn: ``[N, 10]`` int64, columns
+    :data:`SCAN_COLUMNS` (kinds, error codes, tag indices, code-point spans). For statistics or
+    filtering over millions of turns; :func:`parse_actions` gives the Action objects."""
+    return _native.scan_actions(texts)
+
+
+def _stripped(text: str, begin: int, end: int) -> tuple[int, int]:
+    """The span of ``text[begin:end].strip()`` inside ``text`` (``(end, end)`` if it is empty)."""
+    part = text[begin:end]
+    left = len(part) - len(part.lstrip())
+    return (begin + left, begin + left + len(part.strip())) if part.strip() else (end, end)
+
+
+def scan_action_py(text: str) -> tuple[int, ...]:
+    """Pure-Python reference of one row of :func:`scan_actions` (``re``-based)."""
     first = _TAG_RE.search(text)
     if first is None:
-        return Action("none", "", text.strip(), -1, -1, None)
+        return (0, 0, -1, -1, -1, -1, 0, 0, *_stripped(text, 0, len(text)))
     start = first.start()
-    thought = text[:start].strip()
-    name = first.group(2)
+    tag = TAGS.index(first.group(0))
+    thought = _stripped(text, 0, start)
     if first.group(1):
-        return Action("invalid", "", thought, start, first.end(), f"stray closing tag </{name}>")
-    close = f"</{name}>"
+        return (4, 4, tag, -1, start, first.end(), 0, 0, *thought)
+    close = TAGS[tag + 3]
     inner = _TAG_RE.search(text, first.end())
     if inner is not None and inner.group(0) == close:
-        payload = text[first.end() : inner.start()].strip()
-        if not payload:
-            return Action("invalid", "", thought, start, inner.end(), f"empty <{name}>")
-        return Action(TAG_NAMES[name], payload, thought, start, inner.end(), None)
+        payload = _stripped(text, first.end(), inner.start())
+        if payload[0] == payload[1]:
+            return (4, 2, tag, -1, start, inner.end(), 0, 0, *thought)
+        return (tag + 1, 0, tag, -1, start, inner.end(), *payload, *thought)
     matching = -1 if inner is None else text.find(close, inner.start() + 1)
     if matching < 0:
-        return Action("invalid", "", thought, start, len(text), f"unclosed <{name}>")
-    error = f"nested {inner.group(0)} inside <{name}>"
-    return Action("invalid", "", thought, start, matching + len(close), error)
+        return (4, 1, tag, -1, start, len(text), 0, 0, *thought)
+    return (4, 3, tag, TAGS.index(inner.group(0)), start, matching + len(close), 0, 0, *thought)
+
+
+def error_message(error: int, tag: int, nested_tag: int) -> str | None:
+    """The ``Action.error`` text of a scan row's error code and tag indices."""
+    name = ERRORS[error]
+    if name is None:
+        return None
+    if name == "stray":
+        return f"stray closing tag {TAGS[tag]}"
+    if name == "nested":
+        return f"nested {TAGS[nested_tag]} inside {TAGS[tag]}"
+    return f"{name} {TAGS[tag]}"
+
+
+def parse_action_py(text: str) -> Action:
+    """Pure-Python reference of :func:`parse_action` (built on :func:`scan_action_py`)."""
+    kind, error, tag, nested, start, end, p0, p1, t0, t1 = scan_action_py(text)
+    return Action(
+        KINDS[kind], text[p0:p1], text[t0:t1], start, end, error_message(error, tag, nested)
+    )
 
 
 def find_action_stop_py(text: str, search_from: int = 0) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,12 +10,17 @@ from hypothesis import strategies as st
 from swirl import _native
 from swirl.schema import Action
 from swirl.tags import (
+    KINDS,
+    SCAN_COLUMNS,
     ActionStopScanner,
+    error_message,
     find_action_stop,
     find_action_stop_py,
     parse_action,
     parse_action_py,
     parse_actions,
+    scan_action_py,
+    scan_actions,
 )
 
 CASES = [
@@ -189,3 +195,22 @@ def test_stop_examples() -> None:
     assert find_action_stop("no tags") == -1
     assert find_action_stop("<answer>open") == -1
     assert find_action_stop("x</answer>", 99) == -1
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(texts, max_size=6))
+def test_scan_agrees_with_reference(batch: list[str]) -> None:
+    rows = scan_actions(batch)
+    assert rows.shape == (len(batch), len(SCAN_COLUMNS)) and rows.dtype == np.int64
+    assert [tuple(row) for row in rows.tolist()] == [scan_action_py(text) for text in batch]
+
+
+def test_scan_rows_rebuild_the_actions() -> None:
+    batch = [case[0] for case in CASES]
+    for text, row in zip(batch, scan_actions(batch).tolist(), strict=True):
+        kind, error, tag, nested, start, end, p0, p1, t0, t1 = row
+        assert parse_action(text) == Action(
+            KINDS[kind], text[p0:p1], text[t0:t1], start, end, error_message(error, tag, nested)
+        )
+    with pytest.raises(TypeError, match="texts"):
+        scan_actions(["ok", 1])  # type: ignore[list-item]
