@@ -295,7 +295,10 @@ def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path) -
 def test_training_options(workspace: Path, tmp_path: Path, options: dict) -> None:
     """Each option trains and resumes; the naive layout packs every action with its own state."""
     base = dict(mode="offline", steps=2, states_per_step=4, checkpoint_every=1, lr=1e-2, **options)
-    result = Trainer(config(workspace, tmp_path, **base), progress=False).train()
+    trainer = Trainer(config(workspace, tmp_path, **base), progress=False)
+    checkpointed = any(getattr(m, "gradient_checkpointing", False) for m in trainer.model.modules())
+    assert checkpointed == options.get("gradient_checkpointing", False)
+    result = trainer.train()
     record = result.metrics[-1]
     assert math.isfinite(record["loss"]) and record["skipped_updates"] == 0
     if options.get("layout") == "naive":

@@ -150,9 +150,15 @@ class Trainer:
         )
         model, tokenizer = load_model(source, device=self.device)
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            # transformers 5.x renamed it (the old name warns); 4.x only has the old one.
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False}
+                )
+            else:
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
             model.config.use_cache = False
         if config.lora is not None:
             from peft import LoraConfig, PeftModel, get_peft_model
