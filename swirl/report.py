@@ -62,12 +62,14 @@ def training_lines(run: Path) -> list[str]:
         rewards = [r["reward"] for r in records if r.get("reward") is not None]
         ratio = sum(r["pack_ratio"] for r in records) / len(records)
         speed = sum(r["tokens_per_s"] for r in records) / len(records)
-        half = max(len(rewards) // 2, 1)
-        first, last = sum(rewards[:half]) / half, sum(rewards[-half:]) / half
+        reward = ""
+        if rewards:  # SFT logs none
+            half = max(len(rewards) // 2, 1)
+            first, last = sum(rewards[:half]) / half, sum(rewards[-half:]) / half
+            reward = f" mean step reward {first:.3f} (first half) -> {last:.3f} (second half);"
         lines.append(
-            f"- `{train.relative_to(run)}`: {len(records)} steps; mean step reward "
-            f"{first:.3f} (first half) -> {last:.3f} (second half); packed {ratio:.2f}x fewer "
-            f"tokens than the naive layout; {speed:.0f} tokens/s in the update; curves: "
+            f"- `{train.relative_to(run)}`: {len(records)} steps;{reward} packed {ratio:.2f}x "
+            f"fewer tokens than the naive layout; {speed:.0f} tokens/s in the update; curves: "
             f"`{(train / 'training_curves.png').relative_to(run)}`"
         )
     return lines

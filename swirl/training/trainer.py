@@ -345,6 +345,8 @@ class Trainer:
         # Advantages are centred per state, so their spread is their root mean square.
         out["reward"] = reward_sum / count if count else None
         out["advantage_std"] = math.sqrt(advantage_square / count) if count else None
+        if self.config.mode == "sft":  # every recorded action weighs 1: there is no reward
+            out["reward"] = out["advantage_std"] = None
         return out
 
     # -- the loop --------------------------------------------------------------------------
