@@ -179,10 +179,12 @@ def wilson_interval(successes: int, total: int) -> Estimate:
     half = (Z_95 * math.sqrt(proportion * (1 - proportion) / total + z2 / (4 * total * total))) / (
         1 + z2 / total
     )
+    # The interval contains the proportion; the clamps only undo float rounding (0/50 gave a
+    # low of 7e-18 > 0, which a plot turns into a negative error bar).
     return Estimate(
         mean=proportion,
-        low=max(0.0, centre - half),
-        high=min(1.0, centre + half),
+        low=min(proportion, max(0.0, centre - half)),
+        high=max(proportion, min(1.0, centre + half)),
         n=total,
         method="wilson",
     )

@@ -190,6 +190,13 @@ def test_wilson_interval_known_values() -> None:
         wilson_interval(3, 2)
 
 
+def test_wilson_interval_contains_its_proportion() -> None:
+    for total in range(1, 201):
+        for successes in range(total + 1):
+            estimate = wilson_interval(successes, total)
+            assert 0.0 <= estimate.low <= estimate.mean <= estimate.high <= 1.0, (successes, total)
+
+
 def test_wilson_interval_coverage() -> None:
     """About 95% of intervals from simulated samples contain the true proportion."""
     rng = random.Random(0)
