@@ -56,7 +56,10 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "steps": 10,
             "states_per_step": 4,
             "samples_per_state": 4,
-            "lr": 1e-5,
+            # Measured on demo-qa (10 filtered trajectories, 20 states): 1e-5 collapsed the
+            # policy's entropy to 0.08 and it searched until the step cap (EM 0.04 -> 0.00);
+            # 5e-6 gave EM 0.04 -> 0.08 and process label 0.35 -> 0.50.
+            "lr": 5e-6,
             "kl_coef": 0.02,
         }
     )
