@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from trajectories import synthetic_trajectories
 
+from benches.trajectories import synthetic_trajectories
 from swirl.packing import TreeSequence, pack, pack_py
 
 TRAJECTORIES = 10_000

@@ -220,6 +220,12 @@ class Tree {
   std::vector<std::int32_t> pos_, subtree_;  // per edge, after lay_out
 };
 
+std::string sequence_name(std::size_t i) { return "sequences[" + std::to_string(i) + "]"; }
+
+std::string branch_name(std::size_t i, std::size_t j) {
+  return sequence_name(i) + ".branches[" + std::to_string(j) + "]";
+}
+
 namespace {
 
 // Leftmost slot whose value is at least w, in O(log n): the first-fit query of bin packing.
@@ -248,12 +254,6 @@ class FirstFit {
   std::size_t leaves_ = 1;
   std::vector<std::int64_t> tree_;
 };
-
-std::string sequence_name(std::size_t i) { return "sequences[" + std::to_string(i) + "]"; }
-
-std::string branch_name(std::size_t i, std::int64_t j) {
-  return sequence_name(i) + ".branches[" + std::to_string(j) + "]";
-}
 
 // Rejects negative ids and, with a vocabulary, ids >= vocab_size. `name` is built only on error.
 template <typename Name>
@@ -313,7 +313,7 @@ Packer::Packer(const PackInput& input, const PackOptions& options)
     // The sequence's own tree: its size decides the placement (and without sharing it is what
     // the row holds).
     Tree own;
-    insert_sequence(i, own, options_.max_tokens);
+    insert_sequence(i, own);
     tree_size_[i] = own.tokens();
     if (!options_.share_prefixes) {
       tree_of_[i] = static_cast<std::int32_t>(trees_.size());
@@ -346,8 +346,9 @@ void Packer::validate_sequence(std::size_t index) {
 }
 
 // Inserts sequence `index` into `tree`: its trunk, then each branch from the edge that ends at
-// its attachment point (recorded in attach_edge_). Throws if the tree would exceed `limit`.
-void Packer::insert_sequence(std::size_t index, Tree& tree, std::int64_t limit) {
+// its attachment point (recorded in attach_edge_). Throws if the tree would exceed max_tokens.
+void Packer::insert_sequence(std::size_t index, Tree& tree) {
+  const std::int64_t limit = options_.max_tokens;
   const SequenceInput& seq = input_.sequences[index];
   const std::int32_t* context = seq.context.data;
   Tree::Place at;
@@ -423,7 +424,7 @@ void Packer::place_sequences() {
       // The sequence joins the row's trie; first-fit guarantees it fits.
       tree_of_[i] = rows_[r].front();
       Tree& tree = *trees_[tree_of_[i]];
-      insert_sequence(i, tree, options_.max_tokens);
+      insert_sequence(i, tree);
       used[r] = tree.tokens();
     } else {
       rows_[r].push_back(tree_of_[i]);

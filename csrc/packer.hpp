@@ -68,6 +68,10 @@ class PackError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// How errors name an input: "sequences[i]" and "sequences[i].branches[j]".
+std::string sequence_name(std::size_t i);
+std::string branch_name(std::size_t i, std::size_t j);
+
 // Caller-allocated outputs sized by Packer::rows(), length() and targets(). Row-major [R, L].
 struct PackOutput {
   std::int32_t* input_ids = nullptr;      // [R*L] token ids, pad_id on padding
@@ -99,7 +103,7 @@ class Packer {
 
  private:
   void validate_sequence(std::size_t index);
-  void insert_sequence(std::size_t index, Tree& tree, std::int64_t limit);
+  void insert_sequence(std::size_t index, Tree& tree);
   std::int64_t common_prefix() const;
   void place_sequences();
 

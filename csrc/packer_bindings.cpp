@@ -80,12 +80,6 @@ class TokenArrays {
   std::deque<std::vector<std::int32_t>> copies_;
 };
 
-std::string sequence_name(std::size_t i) { return "sequences[" + std::to_string(i) + "]"; }
-
-std::string branch_name(std::size_t i, std::size_t j) {
-  return sequence_name(i) + ".branches[" + std::to_string(j) + "]";
-}
-
 // A tuple snapshot of a list or tuple: attribute reads may run Python code that mutates a list.
 py::tuple snapshot(py::handle obj, const std::string& what) {
   if (!PyList_Check(obj.ptr()) && !PyTuple_Check(obj.ptr()))

@@ -66,7 +66,7 @@ def packed_forward(
     """
     if batch.shape[0] == 0:
         raise ValueError("the packed batch is empty (no sequence has a branch)")
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    decoder = _decoder(model)
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
     path = resolve_attention(attention, device, dtype)
@@ -119,7 +119,6 @@ class _FlexPlan:
 
         rows, length = batch.shape
         end = torch.from_numpy(batch.subtree_end).to(device=device, dtype=torch.long)
-        self.depth = torch.from_numpy(batch.position_ids).to(device)
 
         def tree(b, h, q, kv):
             return (kv <= q) & (q < end[b, kv])
@@ -317,12 +316,17 @@ def _register() -> None:
     AttentionInterface.register(ATTENTION_NAME, _packed_attention)
 
 
+
+def _decoder(model: PreTrainedModel) -> torch.nn.Module:
+    """The decoder stack of a causal LM (``model.model`` for Llama-style models)."""
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+
 def packed_attention_scope(model: PreTrainedModel) -> contextlib.AbstractContextManager[None]:
     """Keep the packed attention selected on ``model`` for a whole block, e.g. a forward *and*
     its backward: with gradient checkpointing the decoder layers are recomputed during backward,
     after :func:`packed_forward` has returned, and must attend the same way again."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    return _packed_attention_selected(decoder.config)
+    return _packed_attention_selected(_decoder(model).config)
 
 
 @contextlib.contextmanager

@@ -185,8 +185,6 @@ def _check_options(
     pad_limit = vocab if vocab_size is not None else _INT32_LIMIT
     if not 0 <= pad_id < pad_limit:
         raise ValueError(f"pad_id must be in [0, {pad_limit}), got {pad_id}")
-    if isinstance(sequences, (str, bytes)) or not isinstance(sequences, Sequence):
-        sequences = list(sequences)
     return list(sequences), max_tokens, vocab, pad_id
 
 
