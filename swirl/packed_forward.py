@@ -316,7 +316,6 @@ def _register() -> None:
     AttentionInterface.register(ATTENTION_NAME, _packed_attention)
 
 
-
 def _decoder(model: PreTrainedModel) -> torch.nn.Module:
     """The decoder stack of a causal LM (``model.model`` for Llama-style models)."""
     return model.get_decoder() if hasattr(model, "get_decoder") else model.model
