@@ -70,6 +70,21 @@ def test_sample_matches_reference(seed, vocab, temperature, top_p):
             assert torch.isclose(probs[int(got[row])], probs[expected], rtol=1e-5)
 
 
+def test_a_rows_draw_does_not_depend_on_its_neighbours_top_p():
+    logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0)) * 2
+    for seed in range(40):
+        alone = _sample(
+            logits[:1], torch.tensor([1.0]), torch.tensor([1.0]), [_row_generator(seed)]
+        )
+        mixed = _sample(
+            logits,
+            torch.tensor([1.0, 1.0]),
+            torch.tensor([1.0, 0.9]),
+            [_row_generator(seed), _row_generator(seed + 1)],
+        )
+        assert int(mixed[0]) == int(alone[0])
+
+
 def test_sample_tiny_top_p_is_greedy_and_distribution_is_right():
     logits = torch.tensor([[0.0, 1.0, 2.0, 0.5]])
     for seed in range(20):

@@ -330,23 +330,38 @@ def _sample(
     scaled = logits[rows] / temperatures[rows, None]
     probs = torch.softmax(scaled, dim=-1)
     uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
-    if bool((top_ps[rows] >= 1).all()):
-        # No nucleus cut: invert the CDF in vocabulary order, no sort needed.
-        cumulative = probs.cumsum(dim=-1)
-        picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None])
-        out = greedy.clone()
-        out[rows] = picks.flatten().clamp(max=logits.shape[-1] - 1)
-        return out
+    # Per row, not per batch: a row's token must not depend on its neighbours' top_p.
+    full = top_ps[rows] >= 1
+    out = greedy.clone()
+    if bool(full.any()):
+        out[rows[full]] = _invert_cdf(probs[full], uniforms[full])
+    if not bool(full.all()):
+        nucleus = ~full
+        out[rows[nucleus]] = _invert_nucleus_cdf(
+            probs[nucleus], uniforms[nucleus], top_ps[rows[nucleus]]
+        )
+    return out
+
+
+def _invert_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Token ids [B] drawn by inverting each row's CDF in vocabulary order (no sort needed)."""
+    cumulative = probs.cumsum(dim=-1)
+    picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None])
+    return picks.flatten().clamp(max=probs.shape[-1] - 1)
+
+
+def _invert_nucleus_cdf(
+    probs: torch.Tensor, uniforms: torch.Tensor, top_ps: torch.Tensor
+) -> torch.Tensor:
+    """Token ids [B] drawn from each row's top-p nucleus (probs [B, V], uniforms and top_ps [B])."""
     sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True, stable=True)
     cumulative = sorted_probs.cumsum(dim=-1)
     # Keep a token while the mass before it is below top_p (the top token always survives).
-    keep = (cumulative - sorted_probs) < top_ps[rows, None]
+    keep = (cumulative - sorted_probs) < top_ps[:, None]
     sorted_probs = sorted_probs * keep
     cumulative = sorted_probs.cumsum(dim=-1)
     targets = uniforms * cumulative[:, -1]
-    picks = torch.searchsorted(cumulative, targets[:, None]).clamp(max=logits.shape[-1] - 1)
+    picks = torch.searchsorted(cumulative, targets[:, None]).clamp(max=probs.shape[-1] - 1)
     # searchsorted may land on a zeroed (dropped) slot only at the very end; step back to a kept one.
     picks = torch.minimum(picks, keep.sum(dim=-1, keepdim=True) - 1)
-    out = greedy.clone()
-    out[rows] = sorted_ids.gather(1, picks).flatten()
-    return out
+    return sorted_ids.gather(1, picks).flatten()
