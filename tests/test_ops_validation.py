@@ -94,7 +94,9 @@ def test_policy_loss_errors_name_the_argument(case, change, message):
 
 def test_triton_on_cpu_without_interpreter_is_an_error(case, monkeypatch):
     pytest.importorskip("triton")
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    import swirl.kernels.target_logprobs as kernels
+
+    monkeypatch.setattr(kernels, "INTERPRET", False)
     with pytest.raises(ValueError, match="impl='triton' needs CUDA tensors"):
         resolve_impl("triton", case.hidden)
     with pytest.raises(ValueError, match="use 'chunked' for float64"):

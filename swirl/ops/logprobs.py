@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import torch
 
@@ -96,7 +95,7 @@ def resolve_impl(impl: str, hidden: torch.Tensor) -> str:
     if not hidden.is_cuda:
         from swirl.kernels.target_logprobs import INTERPRET
 
-        if not (INTERPRET and os.environ.get("TRITON_INTERPRET") == "1"):
+        if not INTERPRET:
             raise ValueError(
                 f"impl='triton' needs CUDA tensors (hidden is on {hidden.device}), or "
                 "TRITON_INTERPRET=1 set before swirl.kernels is imported"

@@ -132,14 +132,15 @@ def _check_index(
         raise ValueError(f"{name} must be an integer tensor, got dtype {value.dtype}")
     if value.device != device:
         raise ValueError(f"{name} is on {value.device} but hidden is on {device}")
-    low, high = int(value.min()), int(value.max())
+    low, high = (int(v) for v in value.aminmax())
     if low < 0 or high >= bound:
         bad = low if low < 0 else high
         raise ValueError(f"{name} holds {bad}, outside [0, {bound}) (the {bound_name})")
 
 
 def _check_finite(name: str, value: torch.Tensor) -> None:
-    finite = torch.isfinite(value)
-    if not bool(finite.all()):
-        count = int((~finite).sum())
+    # One reduction, no [V, D] bool buffer: NaN and inf carry through to the min or max.
+    low, high = value.aminmax()
+    if not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        count = int((~torch.isfinite(value)).sum())
         raise ValueError(f"{name} holds {count} non-finite value(s) (nan or inf)")
