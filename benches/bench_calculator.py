@@ -11,6 +11,7 @@ import time
 import pytest
 from sympy.parsing.sympy_parser import parse_expr
 
+from benches.timing import fastest
 from swirl.data import load_examples
 from swirl.tools.calculator import Calculator
 
@@ -39,9 +40,9 @@ def ours(expressions: list[str]) -> list[str]:
     "name,evaluate", [("sympy parse_expr", sympy_reference), ("swirl", ours)], ids=str
 )
 def test_step_latency(benchmark, name: str, evaluate) -> None:
-    out = benchmark.pedantic(evaluate, args=(EXPRESSIONS,), rounds=3, iterations=1, warmup_rounds=1)
+    out, seconds = fastest(benchmark, evaluate, EXPRESSIONS)
     assert len(out) == len(EXPRESSIONS)
-    results[name] = benchmark.stats.stats.min / len(EXPRESSIONS)
+    results[name] = seconds / len(EXPRESSIONS)
     print(f"\n{name}: {results[name] * 1e6:.0f} us per expression")
     if len(results) == 2:
         print(
