@@ -73,11 +73,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    from swirl.commands.rollout_options import apply_threads
     from swirl.training.trainer import Trainer
+
+    apply_threads(args)
 
     config = config_from_args(args)
     result = Trainer(config, resume=not args.no_resume).train()
