@@ -252,6 +252,7 @@ class Pipeline:
             "judge": self.config.judge_spec,
             "mode": mode,
             "seed": self.config.seed,
+            "data_seed": self.config.seed,  # the questions Stage 1 drew
         }
         Trainer(load_config(None, **overrides)).train()
 

@@ -180,6 +180,25 @@ def test_online_logs_and_plots(workspace: Path, tmp_path: Path) -> None:
     AutoModelForCausalLM.from_pretrained(result.checkpoint / "model")  # usable as --model
 
 
+def test_online_finds_questions_drawn_with_another_seed(workspace: Path, tmp_path: Path) -> None:
+    """Trajectories of demo questions drawn with --seed 3 are scored against those questions."""
+    from swirl.data import load_examples
+
+    seeded = load_examples("demo-math", split="train", limit=4, seed=3)
+    original = read_jsonl(workspace / "trajectories.jsonl", Trajectory)
+    moved = [
+        msgspec.structs.replace(t, example_id=e.id, id=f"{e.id}#0")
+        for t, e in zip(original, seeded, strict=True)
+    ]
+    path = tmp_path / "seed3.jsonl"
+    write_jsonl(path, moved)
+    base = dict(trajectories=str(path), steps=1, states_per_step=2)
+    with pytest.raises(ValueError, match="is not loaded"):
+        Trainer(config(workspace, tmp_path / "a", **base), progress=False).train()
+    result = Trainer(config(workspace, tmp_path / "b", data_seed=3, **base), progress=False).train()
+    assert result.metrics[-1]["unscored"] == 0 and result.metrics[-1]["reward"] is not None
+
+
 def test_sft_raises_likelihood_of_recorded_actions(workspace: Path, tmp_path: Path) -> None:
     result = Trainer(
         config(workspace, tmp_path, mode="sft", steps=6, states_per_step=8, lr=3e-3), progress=False

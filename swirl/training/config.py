@@ -33,6 +33,9 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     out: str  # run directory: checkpoints/, metrics.jsonl, plots
     data: str = "demo-math"  # examples of the trajectories (gold annotations for the judge)
     data_split: str = "train"
+    data_seed: int = (
+        0  # the --seed the built-in demo questions were drawn with (swirl generate/run)
+    )
     mode: Mode = "online"
     model: str | None = None  # None = the embedded SmolLM2-135M-Instruct
     judge: str = "reference"

@@ -203,7 +203,10 @@ class Trainer:
         from swirl.tools.factory import tools_for_examples
         from swirl.training.rewards import StepScorer
 
-        examples = {e.id: e for e in load_examples(config.data, split=config.data_split)}
+        examples = {
+            e.id: e
+            for e in load_examples(config.data, split=config.data_split, seed=config.data_seed)
+        }
         scorer = StepScorer(
             judge or judge_from_spec(config.judge),
             examples=examples,
