@@ -62,14 +62,14 @@ def select_rows(batch: PackedBatch, start: int, stop: int) -> PackedBatch:
     )
 
 
-def row_groups(batch: PackedBatch, rows_per_group: int) -> Iterator[PackedBatch]:
-    """The batch split into consecutive groups of at most ``rows_per_group`` rows."""
+def row_groups(batch: PackedBatch) -> Iterator[PackedBatch]:
+    """The batch one row at a time: the packer sizes a row to one micro-batch of tokens."""
     rows = batch.shape[0]
-    if rows_per_group >= rows:
+    if rows == 1:
         yield batch
         return
-    for start in range(0, rows, rows_per_group):
-        yield select_rows(batch, start, min(start + rows_per_group, rows))
+    for start in range(rows):
+        yield select_rows(batch, start, start + 1)
 
 
 def _share(
@@ -132,12 +132,10 @@ class PackedPolicy(torch.nn.Module):
 
 
 @torch.no_grad()
-def packed_logprobs(
-    policy: PackedPolicy, batch: PackedBatch, *, rows_per_group: int
-) -> torch.Tensor:
+def packed_logprobs(policy: PackedPolicy, batch: PackedBatch) -> torch.Tensor:
     """``[M]`` fp32 log-probs of every target of ``batch`` (no grad; NaN where not finite)."""
     out = []
-    for part in row_groups(batch, rows_per_group):
+    for part in row_groups(batch):
         if part.num_targets == 0:
             continue
         logp = policy(part)
@@ -149,7 +147,6 @@ def accumulate_policy_gradient(
     policy: PackedPolicy,
     batch: PackedBatch,
     *,
-    rows_per_group: int,
     normalize: Normalize,
     old_logp: torch.Tensor | None = None,
     ref_logp: torch.Tensor | None = None,
@@ -168,7 +165,7 @@ def accumulate_policy_gradient(
     whole_branches = len(set(batch.target_branch.tolist()))
     totals = {"loss": 0.0, "logp_mean": 0.0, "entropy": 0.0, "kl": 0.0, "clip_frac": 0.0}
     offset = 0
-    for part in row_groups(batch, rows_per_group):
+    for part in row_groups(batch):
         count = part.num_targets
         if count == 0:
             continue

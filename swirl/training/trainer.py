@@ -117,9 +117,9 @@ class Trainer:
         self.reference = (
             PackedPolicy(self._initial_policy(), autocast=autocast) if config.kl_coef > 0 else None
         )
-        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=config.lr, weight_decay=config.weight_decay, foreach=False
+            self.trainable, lr=config.lr, weight_decay=config.weight_decay, foreach=False
         )
         total_updates = config.steps * config.updates_per_batch
         self.scheduler = make_scheduler(
@@ -263,17 +263,8 @@ class Trainer:
             "branch": local[1] / max(total_branches, 1),
         }
         loss_scale = self.dist.world_size * share.get(config.normalize, 1.0 / self.dist.world_size)
-        rows = 1
-        ref_logp = (
-            packed_logprobs(self.reference, batch, rows_per_group=rows)
-            if self.reference is not None
-            else None
-        )
-        old_logp = (
-            packed_logprobs(self.policy, batch, rows_per_group=rows)
-            if config.updates_per_batch > 1
-            else None
-        )
+        ref_logp = packed_logprobs(self.reference, batch) if self.reference is not None else None
+        old_logp = packed_logprobs(self.policy, batch) if config.updates_per_batch > 1 else None
         record: dict[str, Any] = {"step": step + 1}
         stats: UpdateStats | None = None
         skipped = 0
@@ -283,7 +274,6 @@ class Trainer:
                 stats = accumulate_policy_gradient(
                     self.policy,
                     batch,
-                    rows_per_group=rows,
                     normalize=config.normalize,
                     old_logp=old_logp,
                     ref_logp=ref_logp,
@@ -291,9 +281,7 @@ class Trainer:
                     kl_coef=config.kl_coef,
                     loss_scale=loss_scale,
                 )
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.policy.parameters() if p.requires_grad], config.max_grad_norm
-            )
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
             grad_norm = float(grad_norm)
