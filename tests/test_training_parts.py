@@ -180,3 +180,46 @@ def test_state_stream_is_resumable() -> None:
     )
     with pytest.raises(ValueError, match="no training states"):
         StateStream([], seed=0)
+
+
+def _sample(trajectory: str, step: int, state: list[int], tokens: list[int]):
+    from swirl.schema import Action, SubTrajectory
+    from swirl.training.trees import ActionSample
+
+    action = Action(kind="none", payload="", thought="", start=-1, end=-1)
+    sub = SubTrajectory(
+        trajectory_id=trajectory,
+        example_id="e",
+        step_index=step,
+        state_token_ids=state,
+        action_token_ids=[],
+        state_text="",
+        action_text="",
+        action=action,
+    )
+    return ActionSample(state=sub, tokens=tokens, reward=1.0, group=step)
+
+
+def test_build_sequences_shares_states_of_a_trajectory_or_lays_each_action_out_alone():
+    from swirl.training.trees import build_sequences
+
+    samples = [
+        _sample("t", 0, [1, 2], [7]),
+        _sample("t", 1, [1, 2, 3, 4], [8, 9]),
+        _sample("u", 0, [5], [6]),
+        _sample("t", 1, [1, 2, 3, 4], []),  # nothing to score: skipped
+    ]
+    weights = [0.5, -1.0, 2.0, 3.0]
+    shared = build_sequences(samples, weights)
+    assert [s.context.tolist() for s in shared] == [[1, 2, 3, 4], [5]]
+    assert [(b.offset, b.tokens.tolist(), b.weight) for b in shared[0].branches] == [
+        (2, [7], 0.5),
+        (4, [8, 9], -1.0),
+    ]
+    naive = build_sequences(samples, weights, share=False)
+    assert [s.context.tolist() for s in naive] == [[1, 2], [1, 2, 3, 4], [5]]
+    assert [s.branches[0].offset for s in naive] == [2, 4, 1]
+    with pytest.raises(ValueError, match="state of step 0 is not a prefix of the state of step 1"):
+        build_sequences([samples[0], _sample("t", 1, [1, 9, 3], [4])], [1.0, 1.0])
+    with pytest.raises(ValueError, match="2 weights for 4 samples"):
+        build_sequences(samples, [1.0, 1.0])

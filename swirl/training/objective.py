@@ -30,7 +30,6 @@ class UpdateStats:
     entropy: float
     kl: float | None
     clip_frac: float | None
-    targets: int
 
 
 def select_rows(batch: PackedBatch, start: int, stop: int) -> PackedBatch:
@@ -199,5 +198,4 @@ def accumulate_policy_gradient(
         entropy=totals["entropy"],
         kl=totals["kl"] if ref_logp is not None else None,
         clip_frac=totals["clip_frac"] if (old_logp is not None and clip_eps is not None) else None,
-        targets=whole_targets,
     )

@@ -37,7 +37,7 @@ from swirl.training.plots import plot_curves
 from swirl.training.schedule import make_scheduler
 from swirl.training.sources import ActionSource, RecordedActions, SampledActions
 from swirl.training.states import StateStream, training_states
-from swirl.training.trees import build_naive_sequences, build_tree_sequences
+from swirl.training.trees import build_sequences
 
 DEFAULT_BASELINE: dict[str, Baseline] = {
     "online": "group_mean",
@@ -247,8 +247,7 @@ class Trainer:
             rewards, groups, baseline=self.baseline, scale_by_std=config.scale_by_std
         )
         naive = config.layout == "naive"
-        build = build_naive_sequences if naive else build_tree_sequences
-        sequences, _ = build(scored, advantages.tolist())
+        sequences = build_sequences(scored, advantages.tolist(), share=not naive)
         batch = pack(
             sequences,
             config.tokens_per_micro_batch,

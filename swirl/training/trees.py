@@ -31,45 +31,25 @@ class ActionSample:
     group: int
 
 
-def build_naive_sequences(
-    samples: Sequence[ActionSample], weights: Sequence[float]
-) -> tuple[list[TreeSequence], list[int]]:
-    """The naive layout (the reference for speed): every action is its own sequence with its full
-    state as context, so nothing is shared. Same return value as :func:`build_tree_sequences`."""
-    if len(weights) != len(samples):
-        raise ValueError(f"got {len(weights)} weights for {len(samples)} samples")
-    sequences, order = [], []
-    for index, sample in enumerate(samples):
-        if not sample.tokens:
-            continue
-        context = np.asarray(sample.state.state_token_ids, dtype=np.int32)
-        tokens = np.asarray(sample.tokens, dtype=np.int32)
-        sequences.append(
-            TreeSequence(context, [Branch(len(context), tokens, float(weights[index]))])
-        )
-        order.append(index)
-    return sequences, order
+def build_sequences(
+    samples: Sequence[ActionSample], weights: Sequence[float], *, share: bool = True
+) -> list[TreeSequence]:
+    """Token trees for the packer, a Branch (weight = ``weights[i]``) per sample.
 
-
-def build_tree_sequences(
-    samples: Sequence[ActionSample], weights: Sequence[float]
-) -> tuple[list[TreeSequence], list[int]]:
-    """One TreeSequence per trajectory, a Branch (weight = ``weights[i]``) per sample.
-
-    Returns the sequences and, for each packed branch in the packer's global order (sequences in
-    order, then their branches), the index of its sample. Samples with empty ``tokens`` are
-    skipped (nothing to score). A state that is not a prefix of its trajectory's longest drawn
-    state raises ValueError naming both.
+    With ``share`` one TreeSequence per trajectory, its context the longest drawn state; without
+    it the naive layout (the reference for speed): every action is its own sequence with its full
+    state as context. Samples with empty ``tokens`` are skipped (nothing to score). A state that
+    is not a prefix of its trajectory's longest drawn state raises ValueError naming both.
     """
     if len(weights) != len(samples):
         raise ValueError(f"got {len(weights)} weights for {len(samples)} samples")
-    by_trajectory: dict[str, list[int]] = {}
+    groups: dict[str | int, list[int]] = {}
     for index, sample in enumerate(samples):
         if sample.tokens:
-            by_trajectory.setdefault(sample.state.trajectory_id, []).append(index)
+            key = sample.state.trajectory_id if share else index
+            groups.setdefault(key, []).append(index)
     sequences: list[TreeSequence] = []
-    order: list[int] = []
-    for trajectory_id, indices in by_trajectory.items():
+    for indices in groups.values():
         longest = max(indices, key=lambda i: len(samples[i].state.state_token_ids))
         context = np.asarray(samples[longest].state.state_token_ids, dtype=np.int32)
         branches = []
@@ -77,11 +57,11 @@ def build_tree_sequences(
             state = samples[i].state.state_token_ids
             if not np.array_equal(context[: len(state)], state):
                 raise ValueError(
-                    f"trajectory {trajectory_id}: state of step {samples[i].state.step_index} is not "
-                    f"a prefix of the state of step {samples[longest].state.step_index}"
+                    f"trajectory {samples[i].state.trajectory_id}: state of step "
+                    f"{samples[i].state.step_index} is not a prefix of the state of step "
+                    f"{samples[longest].state.step_index}"
                 )
             tokens = np.asarray(samples[i].tokens, dtype=np.int32)
             branches.append(Branch(len(state), tokens, float(weights[i])))
-            order.append(i)
         sequences.append(TreeSequence(context, branches))
-    return sequences, order
+    return sequences
