@@ -268,10 +268,10 @@ class Pipeline:
             )
         return str(checkpoint / "model")
 
-    def iterate(self, rounds: int) -> str | None:
-        """Run ``rounds`` rounds; return the final model (a checkpoint folder)."""
+    def iterate(self) -> str | None:
+        """Run the configured rounds; return the final model (a checkpoint folder)."""
         model = self.config.model
-        for number in range(1, rounds + 1):
+        for number in range(1, self.config.rounds + 1):
             root = self.out / f"round-{number}"
             root.mkdir(exist_ok=True)
             stage = f"round-{number}"
@@ -290,7 +290,7 @@ class Pipeline:
     def run(self) -> Path:
         """Evaluate the base model, run the rounds (and the SFT comparison), write the report."""
         self.stages.run("eval-base", self.evaluate, self.config.model, self.out / "eval-base")
-        self.iterate(self.config.rounds)
+        self.iterate()
         if self.config.compare_sft:
             sft = self.out / "sft"
             filtered = self.out / "round-1" / "filtered.jsonl"

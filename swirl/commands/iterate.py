@@ -19,6 +19,6 @@ def run(args: argparse.Namespace) -> int:
     from swirl.commands.run import pipeline_from_args
 
     pipeline = pipeline_from_args(args, rounds=args.rounds)
-    model = pipeline.iterate(args.rounds)
+    model = pipeline.iterate()
     print(f"final model: {model}")
     return 0
