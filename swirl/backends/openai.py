@@ -274,16 +274,16 @@ class OpenAIBackend:
         as_text = self.prompt_format == "text"
         payload["prompt"] = self._prompt_text(prompt) if as_text else prompt
         reply = await self._post(client, "completions", payload)
-        return self._completion(reply, params, prompt_tail=self._prompt_text(prompt[-32:]))
+        return self._completion(reply, params, prompt)
 
     def _prompt_text(self, prompt: list[int]) -> str:
         return self.tokenizer.decode(prompt, skip_special_tokens=False)
 
     def _completion(
-        self, reply: dict[str, Any], params: SamplingParams, prompt_tail: str = ""
+        self, reply: dict[str, Any], params: SamplingParams, prompt: list[int]
     ) -> Completion:
-        """Turn a ``/v1/completions`` reply into a Completion (see the module docstring);
-        ``prompt_tail`` is the end of the prompt's text, where an action may have been opened."""
+        """Turn a ``/v1/completions`` reply to ``prompt`` (token ids) into a Completion (see the
+        module docstring)."""
         try:
             choice = reply["choices"][0]
             text = str(choice.get("text") or "")
@@ -295,6 +295,9 @@ class OpenAIBackend:
         ids = _returned_ids(choice)
         exact = ids is not None
         if params.stop_at_action and server_reason == "stop" and find_action_stop(text) < 0:
+            # The action may have been opened at the end of the prompt: decode only its tail,
+            # and only in this rare case.
+            prompt_tail = self._prompt_text(prompt[-32:])
             tag = _stopping_tag(prompt_tail + text, choice.get("stop_reason"))
             if tag is not None:  # the server cut the stop string off
                 text += tag
