@@ -77,7 +77,8 @@ def _log10_abs(value: Value) -> float:
 
 
 def _digits(n: int) -> int:
-    """Number of decimal digits of ``n`` (from its logarithm: no string conversion)."""
+    """Decimal digits of ``n`` from its float logarithm (no string conversion), for size bounds:
+    exact except just below a power of ten, where rounding may count one digit more."""
     return math.floor(math.log10(abs(n))) + 1 if n else 1
 
 
@@ -283,7 +284,8 @@ def evaluate(expression: str) -> Value:
 
 def format_number(value: Value) -> str:
     """The text shown for a result (rules in the module docstring)."""
-    if _is_integer(value) and value.p.bit_length() <= 128:  # 38 digits: cheap to print exactly
+    # 4 bits per digit over-covers MAX_INTEGER_DIGITS; the bound keeps str() cheap.
+    if _is_integer(value) and value.p.bit_length() <= 4 * MAX_INTEGER_DIGITS:
         text = str(int(value))
         if len(text.lstrip("-")) <= MAX_INTEGER_DIGITS:
             return text
