@@ -9,12 +9,14 @@ The range and finiteness checks read every element once (one reduction each); ne
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 IMPLS = ("auto", "reference", "chunked", "triton")
-NORMALIZE_MODES = ("token", "branch", "sum")
+Normalize = Literal["token", "branch", "sum"]  # how policy_loss reduces over targets
+NORMALIZE_MODES = get_args(Normalize)
 
 
 def check_target_inputs(

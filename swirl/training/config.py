@@ -8,11 +8,11 @@ from typing import Literal
 import msgspec
 
 from swirl.config_files import load_struct
+from swirl.ops.validation import Normalize
 from swirl.training.advantages import Baseline
 from swirl.training.schedule import Schedule
 
 Mode = Literal["online", "offline", "sft"]
-Normalize = Literal["token", "branch", "sum"]
 
 
 class LoraSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from swirl.ops import policy_loss, target_logprobs
+from swirl.ops.validation import Normalize
 from swirl.packed_forward import packed_attention_scope, packed_forward
 from swirl.packing import PackedBatch
-from swirl.training.config import Normalize
 
 
 @dataclass
