@@ -93,12 +93,10 @@ def policy_loss(
         surrogate = ratio * advantages
         if clip_eps is not None:
             clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages
-            surrogate = torch.minimum(surrogate, clipped)
-            ratio_d = ratio.detach()
-            cut = ((ratio_d > 1.0 + clip_eps) & (advantages > 0)) | (
-                (ratio_d < 1.0 - clip_eps) & (advantages < 0)
-            )
+            # Cut exactly where the clipped term wins the minimum (its gradient is zero there).
+            cut = (clipped < surrogate).detach()
             stats["clip_frac"] = cut.to(logp.dtype).mean()
+            surrogate = torch.minimum(surrogate, clipped)
         per_target = -surrogate
         stats["ratio_mean"] = ratio.detach().mean()
     if ref_logp is not None:
