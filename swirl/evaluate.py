@@ -150,19 +150,21 @@ def aggregate(
     )
 
 
+def format_estimate(key: str, estimate: Estimate) -> tuple[str, str]:
+    """(mean, "[low, high]") of a metric as the tables print it; "-" for an empty metric."""
+    if estimate.mean is None:
+        return "-", "-"
+    digits = 2 if key == "tool_calls" else 3
+    return f"{estimate.mean:.{digits}f}", f"[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
+
+
 def markdown(report: EvalReport) -> str:
     """The report as a Markdown table (metric, value, 95% interval, n) with notes below."""
     lines = ["| metric | value | 95% interval | n |", "|---|---|---|---|"]
     for key, title in METRIC_NAMES.items():
         estimate = report.metrics[key]
-        if estimate.mean is None:
-            lines.append(f"| {title} | - | - | 0 |")
-            continue
-        digits = 2 if key == "tool_calls" else 3
-        lines.append(
-            f"| {title} | {estimate.mean:.{digits}f} | "
-            f"[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}] | {estimate.n} |"
-        )
+        mean, interval = format_estimate(key, estimate)
+        lines.append(f"| {title} | {mean} | {interval} | {estimate.n} |")
     ends = ", ".join(f"{name} {n}" for name, n in sorted(report.terminations.items()))
     lines += [
         "",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from swirl.evaluate import METRIC_NAMES, EvalReport
+from swirl.evaluate import METRIC_NAMES, EvalReport, format_estimate
 from swirl.filtering import read_labels, summarize
 from swirl.training.metrics_log import read_metrics
 
@@ -30,11 +30,8 @@ def evaluations(run: Path) -> dict[str, EvalReport]:
 
 
 def _cell(report: EvalReport, key: str) -> str:
-    estimate = report.metrics[key]
-    if estimate.mean is None:
-        return "-"
-    digits = 2 if key == "tool_calls" else 3
-    return f"{estimate.mean:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
+    mean, interval = format_estimate(key, report.metrics[key])
+    return mean if mean == "-" else f"{mean} {interval}"
 
 
 def metrics_table(reports: dict[str, EvalReport]) -> list[str]:
