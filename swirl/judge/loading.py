@@ -99,12 +99,13 @@ def judge_spec_from_args(args: argparse.Namespace) -> JudgeSpec:
     return parse_judge_spec(args.judge or os.environ.get(JUDGE_ENV) or REFERENCE_JUDGE)
 
 
-def judge_from_spec(text: str, *extra_flags: str) -> Judge:
+def judge_from_spec(text: str) -> Judge:
     """The judge a spec string names (``reference``, ``hf:PATH``, ``openai:URL[#model]``), with the
-    default options of :func:`add_judge_arguments` (``extra_flags`` as on the command line)."""
+    default options of :func:`add_judge_arguments` (the command line's defaults are the one place
+    they are written)."""
     parser = argparse.ArgumentParser(add_help=False)
     add_judge_arguments(parser)
-    args = parser.parse_args(["--judge", text, *extra_flags])
+    args = parser.parse_args(["--judge", text])
     return load_judge(judge_spec_from_args(args), args)
 
 
