@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from benches.timing import fastest
 from swirl.model import load_model
 from swirl.packed_forward import packed_forward
 from swirl.packing import Branch, PackedBatch, TreeSequence, pack
@@ -168,13 +169,7 @@ def test_packed_vs_naive_training_step(benchmark, model_and_tokenizer):
     batch = pack(sequences, 4096, vocab_size=model.config.vocab_size)
 
     model.zero_grad(set_to_none=True)
-    packed_loss = benchmark.pedantic(
-        packed_step, args=(model, batch), rounds=1, warmup_rounds=1, iterations=1
-    )
-    model.zero_grad(set_to_none=True)
-    start = time.perf_counter()
-    packed_loss = packed_step(model, batch)
-    packed_time = time.perf_counter() - start
+    packed_loss, packed_time = fastest(benchmark, packed_step, model, batch, rounds=1)
     model.zero_grad(set_to_none=True)
     start = time.perf_counter()
     naive_loss = naive_step(model, sequences)
