@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from ops_cases import make_case, torch_single_thread  # noqa: F401 (autouse fixture)
@@ -106,3 +108,38 @@ def test_triton_on_cpu_without_interpreter_is_an_error(case, monkeypatch):
 def test_auto_picks_chunked_on_cpu(case):
     assert resolve_impl("auto", case.hidden) == "chunked"
     assert resolve_impl("reference", case.hidden) == "reference"
+
+
+@pytest.fixture
+def torch_warns_always():
+    """torch gives some warnings once per process: make them fire in this test whatever ran
+    before it."""
+    previous = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    yield
+    torch.set_warn_always(previous)
+
+
+@pytest.mark.parametrize("impl", ["reference", "chunked"])
+def test_checks_on_tensors_that_require_grad_do_not_warn(case, impl, torch_warns_always):
+    """A training step passes hidden and weight with requires_grad: the finiteness checks read
+    them without torch's "Converting a tensor with requires_grad=True to a scalar" warning."""
+    hidden = case.hidden.clone().requires_grad_()
+    weight = case.weight.clone().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, _ = policy_loss(
+            hidden,
+            weight,
+            case.rows,
+            case.targets,
+            torch.ones(5),
+            old_logp=torch.zeros(5),
+            ref_logp=torch.zeros(5),
+            clip_eps=0.2,
+            kl_coef=0.1,
+            return_entropy=True,
+            impl=impl,
+        )
+        loss.backward()
+    assert hidden.grad is not None and weight.grad is not None

@@ -142,7 +142,9 @@ def _check_index(
 
 def _check_finite(name: str, value: torch.Tensor) -> None:
     # One reduction, no [V, D] bool buffer: NaN and inf carry through to the min or max.
-    low, high = value.aminmax()
+    # Detached: a check reads values only, and converting a tensor that requires grad to a
+    # Python float makes torch warn (hidden and weight require grad in every training step).
+    low, high = value.detach().aminmax()
     if not (math.isfinite(float(low)) and math.isfinite(float(high))):
         count = int((~torch.isfinite(value)).sum())
         raise ValueError(f"{name} holds {count} non-finite value(s) (nan or inf)")
