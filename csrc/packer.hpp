@@ -1,4 +1,7 @@
-// Prefix-shared packing of token trees (SPEC section 3).
+// Prefix-shared packing of token trees. A trajectory's states are prefixes of one recorded token
+// sequence and the actions sampled at a state all continue that prefix, so one forward pass over
+// a trie of them gives the same logits as running every (state, action) as its own sequence, with
+// each shared prefix computed once instead of once per step and sample.
 //
 // A trajectory is one recorded token sequence (its context) with branches: sampled or recorded
 // actions attached after the first `offset` context tokens. Every branch's full path

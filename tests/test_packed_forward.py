@@ -1,5 +1,6 @@
 """Exactness of one packed forward: per-branch log-probs and gradients equal the naive
-per-sub-trajectory computation (SPEC section 3), on a small random Llama and the embedded model."""
+computation that runs every sub-trajectory (state prefix + action) as its own sequence, on a small
+random Llama and the embedded model."""
 
 from __future__ import annotations
 
