@@ -1,10 +1,13 @@
 """Answer metrics of the paper's evaluation, and 95% intervals for their averages.
 
 Text answers use the HotPotQA/SQuAD normalisation: lowercase, drop punctuation, drop the articles
-a/an/the, squeeze whitespace. Two deliberate extensions over the original scripts, which agree with
-them on ASCII text: every Unicode punctuation character (category P*, e.g. curly quotes and the
-en dash) is dropped, not only ``string.punctuation``; and F1 of two empty answers is 1 (SQuAD 2.0
-convention) rather than 0. Accents are kept ("Zoë" != "Zoe").
+a/an/the, squeeze whitespace. Exact match and F1 follow the official HotPotQA evaluation script
+(``hotpot_evaluate_v1.py``) exactly on ASCII text, including its edge cases: answers that
+normalise to nothing ("", "a", "the") are an exact match of each other but have F1 0, since F1 is
+0 whenever no token is shared (SQuAD 2.0 would give 1 there). One deliberate extension: every
+Unicode punctuation character (category P*, e.g. curly quotes and the en dash) is dropped, not
+only ``string.punctuation``, so ``"“Paris”"`` matches ``"Paris"`` where the official script
+keeps the quotes. Accents are kept ("Zoë" != "Zoe").
 
 Every metric takes one prediction and either one gold string or a list of aliases; with aliases it
 is the maximum over them. GSM8K numeric match compares numbers, not strings ("$1,000.00" == "1000").
@@ -71,11 +74,8 @@ def _f1_one(prediction: str, gold: str) -> tuple[float, float, float]:
     ) and normalised_prediction != normalised_gold:
         return 0.0, 0.0, 0.0
     prediction_tokens, gold_tokens = normalised_prediction.split(), normalised_gold.split()
-    if not prediction_tokens or not gold_tokens:
-        same = float(prediction_tokens == gold_tokens)
-        return same, same, same
     common = sum((Counter(prediction_tokens) & Counter(gold_tokens)).values())
-    if common == 0:
+    if common == 0:  # also when a side normalises to nothing: 0 even for two empty answers
         return 0.0, 0.0, 0.0
     precision = common / len(prediction_tokens)
     recall = common / len(gold_tokens)
@@ -85,7 +85,8 @@ def _f1_one(prediction: str, gold: str) -> tuple[float, float, float]:
 def f1(prediction: str, gold: str | Sequence[str]) -> tuple[float, float, float]:
     """Token-level ``(f1, precision, recall)`` against the gold alias with the best F1.
 
-    yes/no/noanswer (after normalisation) score only on an exact match, as in HotPotQA.
+    As in the official HotPotQA script: yes/no/noanswer (after normalisation) score only on an
+    exact match, and no shared token (an empty normalised answer included) scores 0.
     """
     return max((_f1_one(prediction, alias) for alias in _aliases(gold)), key=lambda s: s[0])
 

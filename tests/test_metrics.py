@@ -88,11 +88,27 @@ def test_f1_yes_no_need_exact_match(prediction: str, gold: str, expected: tuple)
     assert f1(prediction, gold) == expected
 
 
-def test_f1_empty_strings() -> None:
-    assert f1("", "") == (1.0, 1.0, 1.0)
-    assert f1("the", "a") == (1.0, 1.0, 1.0)  # both normalise to nothing
-    assert f1("", "Paris") == (0.0, 0.0, 0.0)
-    assert f1("Paris", "") == (0.0, 0.0, 0.0)
+@pytest.mark.parametrize(
+    ("prediction", "gold", "exact"),
+    [
+        ("", "", True),
+        ("a", "an", True),
+        ("the", "A", True),
+        ("...", "The.", True),
+        ("", "Paris", False),
+        ("Paris", "", False),
+        ("a", "yes", False),
+    ],
+)
+def test_empty_answers_as_the_official_hotpotqa_script(
+    prediction: str, gold: str, exact: bool
+) -> None:
+    """hotpot_evaluate_v1.py: F1 is (0, 0, 0) when no normalised token is shared, even when both
+    answers normalise to nothing; exact match compares the normalised strings, so two answers
+    that normalise to nothing match."""
+    assert f1(prediction, gold) == (0.0, 0.0, 0.0)
+    assert exact_match(prediction, gold) is exact
+    assert f1(prediction, [gold, "Paris"]) == f1(prediction, "Paris")  # an empty alias adds nothing
 
 
 def test_f1_takes_the_best_alias() -> None:
