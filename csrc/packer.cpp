@@ -332,15 +332,22 @@ void Packer::validate_sequence(std::size_t index) {
   for (std::int64_t j = 0; j < seq.num_branches; ++j) {
     const BranchInput& b = input_.branches[seq.first_branch + j];
     if (b.tokens.size == 0) throw PackError(branch_name(index, j) + ".tokens is empty");
-    if (b.offset < 0 || b.offset > seq.context.size)
+    // The hidden row of the token before a branch predicts its first token: at offset 0 there
+    // is none, and the first token would silently drop out of the loss.
+    if (b.offset < 1)
       throw PackError(branch_name(index, j) + ".offset " + std::to_string(b.offset) +
-                      " is outside [0, " + std::to_string(seq.context.size) + "]");
+                      " is below 1: a branch must follow at least one context token, which "
+                      "predicts the branch's first token");
+    if (b.offset > seq.context.size)
+      throw PackError(branch_name(index, j) + ".offset " + std::to_string(b.offset) +
+                      " is past the end of the context (" + std::to_string(seq.context.size) +
+                      " tokens)");
     check_token_range(b.tokens, vocab, [&] { return branch_name(index, j) + ".tokens"; });
     if (!std::isfinite(static_cast<float>(b.weight)))
       throw PackError(branch_name(index, j) + ".weight is not finite in float32");
     trunk = std::max(trunk, b.offset);
     naive_tokens_ += b.offset + b.tokens.size;
-    num_targets_ += b.tokens.size - (b.offset == 0 ? 1 : 0);
+    num_targets_ += b.tokens.size;
   }
   trunk_length_[index] = trunk;
 }
@@ -358,7 +365,7 @@ void Packer::insert_sequence(std::size_t index, Tree& tree) {
   // Attachment points, top-down: split the trunk so that an edge ends at each of them.
   std::vector<std::pair<std::int64_t, std::int64_t>> offsets;  // (offset, branch)
   for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b)
-    if (input_.branches[b].offset > 0) offsets.emplace_back(input_.branches[b].offset, b);
+    offsets.emplace_back(input_.branches[b].offset, b);
   std::sort(offsets.begin(), offsets.end());
   std::int32_t edge = Tree::kRoot;
   for (std::size_t k = 0; k < offsets.size(); ++k) {
@@ -369,7 +376,7 @@ void Packer::insert_sequence(std::size_t index, Tree& tree) {
   // Splits never move the end of an edge, so the attachment edges stay valid.
   for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
     const BranchInput& branch = input_.branches[b];
-    Tree::Place place = branch.offset > 0 ? tree.end_of(attach_edge_[b]) : Tree::Place{};
+    Tree::Place place = tree.end_of(attach_edge_[b]);
     if (!tree.insert(place, branch.tokens.data, branch.tokens.size, limit))
       throw too_long(index, options_.max_tokens);
   }
@@ -462,7 +469,7 @@ void Packer::write(const PackOutput& out) const {
   }
 
   // Targets in global branch order; token j is predicted by its tree parent (for j = 0 the last
-  // token of the branch's prefix). A branch at offset 0 has no predictor for its first token.
+  // token of the branch's prefix, which exists: offsets are at least 1).
   std::int64_t m = 0;
   for (std::size_t i = 0; i < input_.sequences.size(); ++i) {
     const SequenceInput& seq = input_.sequences[i];
@@ -472,16 +479,14 @@ void Packer::write(const PackOutput& out) const {
     for (std::int64_t b = seq.first_branch; b < seq.first_branch + seq.num_branches; ++b) {
       const BranchInput& branch = input_.branches[b];
       const auto weight = static_cast<float>(branch.weight);
-      Tree::Place at = branch.offset > 0 ? tree.end_of(attach_edge_[b]) : Tree::Place{};
+      Tree::Place at = tree.end_of(attach_edge_[b]);
       for (std::int64_t k = 0; k < branch.tokens.size; ++k) {
         const std::int32_t token = branch.tokens.data[k];
-        if (at.edge != Tree::kRoot) {
-          out.target_rows[m] = row_base + tree.position(at);
-          out.target_ids[m] = token;
-          out.target_weights[m] = weight;
-          out.target_branch[m] = static_cast<std::int32_t>(b);
-          ++m;
-        }
+        out.target_rows[m] = row_base + tree.position(at);
+        out.target_ids[m] = token;
+        out.target_weights[m] = weight;
+        out.target_branch[m] = static_cast<std::int32_t>(b);
+        ++m;
         at = tree.next(at, token);
       }
     }

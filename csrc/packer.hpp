@@ -39,7 +39,7 @@ struct TokenSpan {
 };
 
 struct BranchInput {
-  std::int64_t offset = 0;  // attached after the first `offset` context tokens
+  std::int64_t offset = 0;  // attached after the first `offset` (>= 1) context tokens
   TokenSpan tokens;
   double weight = 0.0;
 };
@@ -116,7 +116,7 @@ class Packer {
   std::vector<std::int64_t> trunk_length_;  // context tokens kept: the largest branch offset
   std::vector<std::int64_t> tree_size_;     // tokens in the sequence's own trie
   std::vector<std::int32_t> tree_of_;       // per sequence: index into trees_ (-1: no branches)
-  std::vector<std::int32_t> attach_edge_;   // per branch: edge ending at token offset - 1, or 0
+  std::vector<std::int32_t> attach_edge_;   // per branch: edge ending at context token offset - 1
   std::vector<std::unique_ptr<Tree>> trees_;
   // A row: its trees in layout order (one shared trie, or one trie per sequence).
   std::vector<std::vector<std::int32_t>> rows_;

@@ -44,9 +44,12 @@ _INT32_LIMIT = 2**31
 class Branch:
     """A sampled (or recorded) action attached after the first ``offset`` context tokens.
 
-    ``tokens``: 1-D numpy int32 array of the action's token ids (non-empty), exactly as generated
-    (never decoded and re-tokenised). ``weight``: the factor of this branch's log-probabilities in
-    the loss (e.g. its advantage). ``offset == len(context)`` continues the context.
+    ``offset``: in ``[1, len(context)]``; the hidden row of context token ``offset - 1`` predicts
+    the first action token, so a branch needs at least one context token before it (packing
+    raises on 0). ``offset == len(context)`` continues the context. ``tokens``: 1-D numpy int32
+    array of the action's token ids (non-empty), exactly as generated (never decoded and
+    re-tokenised). ``weight``: the factor of this branch's log-probabilities in the loss (e.g. its
+    advantage).
     """
 
     offset: int
@@ -79,8 +82,8 @@ class PackedBatch:
     - ``target_ids [M] int32``: the predicted token ids.
     - ``target_weights [M] float32``: the weight of each target's branch.
     - ``target_branch [M] int32``: global branch index (sequences in order, then their branches).
-      Targets come grouped by branch in this order, tokens in order; a branch at offset 0 has no
-      predictor for its first token, so it has ``len(tokens) - 1`` targets.
+      Targets come grouped by branch in this order, tokens in order: every token of every branch
+      is a target, so ``M`` is the sum of ``len(tokens)``.
 
     Token counts: ``naive_tokens`` (every branch with its own full prefix: the sum of
     ``offset + len(tokens)``), ``packed_tokens`` (the sum of ``row_lengths``) and ``ratio``.
@@ -210,7 +213,7 @@ def pack(
 
     Raises:
         ValueError: bad input (non-int32 or non-1-D arrays, empty branches, offsets outside
-            ``[0, len(context)]``, token ids out of range, non-finite weights), naming the sequence
+            ``[1, len(context)]``, token ids out of range, non-finite weights), naming the sequence
             and branch.
     """
     seqs, max_tokens, vocab, pad_id = _check_options(sequences, max_tokens, vocab_size, pad_id)
@@ -337,8 +340,17 @@ def pack_py(
             name = f"sequences[{i}].branches[{j}]"
             if tokens.size == 0:
                 raise ValueError(f"{name}.tokens is empty")
-            if not 0 <= offset <= context.size:
-                raise ValueError(f"{name}.offset {offset} is outside [0, {context.size}]")
+            # The hidden row of the token before a branch predicts its first token: at offset 0
+            # there is none, and the first token would silently drop out of the loss.
+            if offset < 1:
+                raise ValueError(
+                    f"{name}.offset {offset} is below 1: a branch must follow at least one "
+                    "context token, which predicts the branch's first token"
+                )
+            if offset > context.size:
+                raise ValueError(
+                    f"{name}.offset {offset} is past the end of the context ({context.size} tokens)"
+                )
             _check_token_range(tokens, vocab, f"{name}.tokens")
             with np.errstate(over="ignore"):
                 if not np.isfinite(np.float32(weight)):
@@ -409,7 +421,8 @@ def pack_py(
         subtree_end[r, at] = at + size[1:]
         positions.append(pos)
 
-    # 4. Targets: token j of a branch is predicted by its parent in the row's tree.
+    # 4. Targets: token j of a branch is predicted by its parent in the row's tree (never the
+    #    root: offsets are at least 1).
     target_rows, target_ids = array("q"), array("i")
     target_weights, target_branch = array("f"), array("i")
     b = 0
@@ -418,13 +431,12 @@ def pack_py(
             for node in branch_nodes[b]:
                 row = rows[seq_row[i]]
                 rnode = row_node[i][node]
-                if row.parent[rnode]:
-                    target_rows.append(
-                        seq_row[i] * length + int(positions[seq_row[i]][row.parent[rnode]])
-                    )
-                    target_ids.append(row.token[rnode])
-                    target_weights.append(weight)
-                    target_branch.append(b)
+                target_rows.append(
+                    seq_row[i] * length + int(positions[seq_row[i]][row.parent[rnode]])
+                )
+                target_ids.append(row.token[rnode])
+                target_weights.append(weight)
+                target_branch.append(b)
             b += 1
     return PackedBatch(
         input_ids=input_ids,

@@ -64,7 +64,7 @@ def naive_branch_logprobs(model, sequences: list[TreeSequence]) -> torch.Tensor:
             ids = np.concatenate([seq.context[: branch.offset], branch.tokens])
             logits = model(input_ids=torch.from_numpy(ids).long()[None]).logits[0].float()
             logprobs = logits[:-1].log_softmax(-1)
-            first = max(branch.offset, 1)  # the first token of an offset-0 branch has no predictor
+            first = branch.offset  # the first action token, predicted by the row before it
             picked = logprobs[
                 torch.arange(first - 1, len(ids) - 1), torch.from_numpy(ids[first:]).long()
             ]
@@ -138,13 +138,13 @@ def test_packed_equals_naive_on_tiny_llama(tiny_llama, seed, share_prefixes):
     assert_exact(tiny_llama, sequences, batch)
 
 
-def test_offset_zero_and_single_token_branches(tiny_llama):
+def test_offset_one_and_single_token_branches(tiny_llama):
     vocab = tiny_llama.config.vocab_size
     sequences = [
         TreeSequence(
             np.arange(10, 20, dtype=np.int32),
             [
-                Branch(0, np.array([5, 6, 7], np.int32), 0.5),
+                Branch(1, np.array([5, 6, 7], np.int32), 0.5),
                 Branch(10, np.array([3], np.int32), -1.0),
             ],
         ),

@@ -59,7 +59,7 @@ def check_invariants(sequences: list[TreeSequence], batch: PackedBatch, max_toke
         for b, (s, br) in enumerate((s, br) for s in sequences for br in s.branches)
     ):
         full = np.concatenate([context[: branch.offset], branch.tokens]).tolist()
-        for j in range(1 if branch.offset == 0 else 0, branch.tokens.size):
+        for j in range(branch.tokens.size):
             row, k = divmod(int(batch.target_rows[m]), length)
             assert root_path(batch, row, k) == full[: branch.offset + j]
             assert batch.position_ids[row, k] == branch.offset + j - 1
@@ -92,9 +92,9 @@ def tree_batches(draw):
             continue
         context = prefix + draw(st.lists(st.integers(0, VOCAB - 1), max_size=7))
         branches = []
-        for _ in range(draw(st.integers(0, 4))):
+        for _ in range(draw(st.integers(0, 4) if context else st.just(0))):
             offset = draw(
-                st.one_of(st.just(0), st.just(len(context)), st.integers(0, len(context)))
+                st.one_of(st.just(1), st.just(len(context)), st.integers(1, len(context)))
             )
             kind = draw(st.sampled_from(["random", "continues", "single"]))
             if kind == "single":
@@ -140,6 +140,7 @@ def test_native_matches_reference_on_random_trees(case):
 
 CORRUPTIONS = {
     "offset": lambda b, n: Branch(n + 1 + b.offset, b.tokens, b.weight),
+    "zero offset": lambda b, n: Branch(0, b.tokens, b.weight),
     "negative offset": lambda b, n: Branch(-1 - b.offset, b.tokens, b.weight),
     "empty": lambda b, n: Branch(b.offset, b.tokens[:0], b.weight),
     "token": lambda b, n: Branch(b.offset, np.append(b.tokens, np.int32(-3)), b.weight),
@@ -225,10 +226,10 @@ def test_adversarial_shapes_match_reference():
     cases = [
         [TreeSequence(context, many)],
         [TreeSequence(context, deep), TreeSequence(context[:30].copy(), deep[::-1])],
-        [TreeSequence(context, [Branch(0, ids(3)), Branch(40, ids(3))])],  # offsets 0 and len
-        [TreeSequence(context, [Branch(0, context.copy())])],  # offset 0 repeating the context
+        [TreeSequence(context, [Branch(1, ids(3)), Branch(40, ids(3))])],  # offsets 1 and len
+        [TreeSequence(context, [Branch(1, context[1:].copy())])],  # offset 1 repeating the context
         [TreeSequence(context, [Branch(10, context[10:30].copy())] * 3)],  # duplicate branches
-        [TreeSequence(ids(), [Branch(0, ids(1, 2))])],  # empty context
+        [TreeSequence(ids(7), [Branch(1, ids(1, 2))])],  # one-token context
         [TreeSequence(context, [])] * 3,  # no branches: nothing to pack
         [],
     ]
@@ -254,7 +255,7 @@ def test_strided_arrays_are_read_correctly():
 
 BAD_INPUTS = [
     (
-        [TreeSequence(ids(1, 2), [Branch(0, ids(1))]), TreeSequence([1, 2], [])],
+        [TreeSequence(ids(1, 2), [Branch(1, ids(1))]), TreeSequence([1, 2], [])],
         r"sequences\[1\]\.context must be a 1-D numpy int32 array",
     ),
     (
@@ -270,29 +271,38 @@ BAD_INPUTS = [
         r"sequences\[0\]\.context must be a 1-D numpy int32 array",
     ),
     (
-        [TreeSequence(ids(1), [Branch(0, ids(1)), Branch(1, ids(2, 3).astype(np.int64))])],
+        [TreeSequence(ids(1), [Branch(1, ids(1)), Branch(1, ids(2, 3).astype(np.int64))])],
         r"sequences\[0\]\.branches\[1\]\.tokens must be a 1-D numpy int32 array",
     ),
-    ([TreeSequence(ids(1), Branch(0, ids(1)))], r"sequences\[0\]\.branches must be a list"),
+    ([TreeSequence(ids(1), Branch(1, ids(1)))], r"sequences\[0\]\.branches must be a list"),
     (
         [TreeSequence(ids(1), [Branch(1.5, ids(1))])],
         r"sequences\[0\]\.branches\[0\]\.offset must be an int64 integer",
     ),
     (
-        [TreeSequence(ids(1), [Branch(0, ids(1), "1.0")])],
+        [TreeSequence(ids(1), [Branch(1, ids(1), "1.0")])],
         r"sequences\[0\]\.branches\[0\]\.weight must be a real number",
     ),
     (
-        [TreeSequence(ids(1), [Branch(0, ids(1)), Branch(0, ids())])],
+        [TreeSequence(ids(1), [Branch(1, ids(1)), Branch(1, ids())])],
         r"sequences\[0\]\.branches\[1\]\.tokens is empty",
     ),
     (
+        [TreeSequence(ids(1, 2), [Branch(2, ids(1)), Branch(0, ids(1))])],
+        r"sequences\[0\]\.branches\[1\]\.offset 0 is below 1: a branch must follow at least one "
+        r"context token, which predicts the branch's first token",
+    ),
+    (
+        [TreeSequence(ids(), [Branch(0, ids(1))])],
+        r"sequences\[0\]\.branches\[0\]\.offset 0 is below 1",
+    ),
+    (
         [TreeSequence(ids(1, 2), [Branch(-1, ids(1))])],
-        r"sequences\[0\]\.branches\[0\]\.offset -1 is outside \[0, 2\]",
+        r"sequences\[0\]\.branches\[0\]\.offset -1 is below 1",
     ),
     (
         [TreeSequence(ids(1), []), TreeSequence(ids(1, 2), [Branch(3, ids(1))])],
-        r"sequences\[1\]\.branches\[0\]\.offset 3 is outside \[0, 2\]",
+        r"sequences\[1\]\.branches\[0\]\.offset 3 is past the end of the context \(2 tokens\)",
     ),
     (
         [TreeSequence(ids(1, -4), [])],
@@ -303,7 +313,7 @@ BAD_INPUTS = [
         r"sequences\[0\]\.branches\[0\]\.tokens\[1\] = -1 is negative",
     ),
     (
-        [TreeSequence(ids(1), [Branch(1, ids(2)), Branch(0, ids(1), float("nan"))])],
+        [TreeSequence(ids(1), [Branch(1, ids(2)), Branch(1, ids(1), float("nan"))])],
         r"sequences\[0\]\.branches\[1\]\.weight is not finite in float32",
     ),
     (
@@ -343,20 +353,20 @@ def test_vocabulary_and_option_errors():
 def test_branch_sum_numpy_and_torch():
     seqs = [
         TreeSequence(
-            ids(1, 2, 3), [Branch(1, ids(4, 5), 2.0), Branch(3, ids(6)), Branch(0, ids(7))]
+            ids(1, 2, 3), [Branch(1, ids(4, 5), 2.0), Branch(3, ids(6)), Branch(1, ids(7))]
         )
     ]
     batch = pack(seqs, 16)
-    assert batch.num_targets == 3 and batch.num_branches == 3  # offset 0 + 1 token: no target
-    values = np.array([1.0, 2.0, 4.0])
-    np.testing.assert_array_equal(batch.branch_sum(values), [3.0, 4.0, 0.0])
+    assert batch.num_targets == 4 and batch.num_branches == 3
+    values = np.array([1.0, 2.0, 4.0, 8.0])
+    np.testing.assert_array_equal(batch.branch_sum(values), [3.0, 4.0, 8.0])
     tensor = torch.tensor(values, requires_grad=True)
     summed = batch.branch_sum(tensor)
-    assert torch.equal(summed, torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64))
+    assert torch.equal(summed, torch.tensor([3.0, 4.0, 8.0], dtype=torch.float64))
     summed[0].backward()
-    assert tensor.grad.tolist() == [1.0, 1.0, 0.0]
+    assert tensor.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match=r"one per target"):
-        batch.branch_sum(np.zeros(4))
+        batch.branch_sum(np.zeros(5))
 
 
 def test_top_level_exports():
