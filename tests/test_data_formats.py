@@ -90,6 +90,16 @@ BEERQA = {
     ],
 }  # fmt: skip
 
+# The official test file: the same wrapper, records without answers or context.
+BEERQA_TEST = {
+    "version": "1.0",
+    "split": "test",
+    "data": [
+        {"id": "0b1a2c3d4e5f", "question": "Which genus of cactus has exactly one species?"},
+        {"id": "6a7b8c9d0e1f", "question": "Who painted the ceiling of the Sistine Chapel?"},
+    ],
+}
+
 COFCA = [
     {
         "id": "cf-1-2hop",
@@ -207,6 +217,18 @@ def test_beerqa(tmp_path: Path) -> None:
     ]
     assert examples[1].metadata == {"src": "squad"}
     assert [d.title for d in load_corpus(path)] == ["Ortegocactus", "Eschscholzia"]
+
+
+def test_beerqa_test_file_is_detected_by_its_wrapper(tmp_path: Path) -> None:
+    path = _write_json(tmp_path / "beerqa_test_questions_v1.0.json", BEERQA_TEST)
+    assert detect_format(path) == "beerqa"
+    examples = load_examples(path)
+    assert [(e.id, e.dataset, e.task) for e in examples] == [
+        ("0b1a2c3d4e5f", "beerqa", "qa"),
+        ("6a7b8c9d0e1f", "beerqa", "qa"),
+    ]
+    assert examples[1].question == "Who painted the ceiling of the Sistine Chapel?"
+    assert all(e.answers == [] and e.supporting_facts == [] for e in examples)
 
 
 def test_cofca_assumed_format(tmp_path: Path) -> None:

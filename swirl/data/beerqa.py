@@ -1,6 +1,8 @@
 """BeerQA: a JSON object ``{"version", "split", "data": [...]}`` whose records are
 ``{"id", "src", "question", "answers", "context"}`` with ``context = [[title, paragraph], ...]`` (the
 gold paragraphs of train/dev questions; ``src`` is ``"hotpotqa"``, ``"squad"`` or ``"beerqa"``).
+The test file's records are only ``{"id", "question"}``; format detection recognises the file by
+its wrapper.
 
 Supporting facts are the context titles (``sentence=0``: paragraphs, not sentences). Test records
 without ``answers`` get ``answers=[]``. The corpus is every distinct context paragraph.

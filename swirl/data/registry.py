@@ -55,6 +55,9 @@ DATASETS = ("demo-math", "demo-qa", "demo-qa:N", *HUB, "hf:REPO[:CONFIG]", "PATH
 _DEMO_QA = re.compile(r"^demo-qa(?::(\d+))?$")
 _HEAD_BYTES = 1 << 16
 _KEY = re.compile(rb'"([A-Za-z_]+)"\s*:')
+# BeerQA's wrapper object: its test split's records have only id and question, so the wrapper is
+# what tells them apart (train/dev records also carry src, answers and context).
+_BEERQA_WRAPPER = frozenset({"version", "split", "data"})
 
 
 def _keys_of(path: Path) -> set[str]:
@@ -84,7 +87,7 @@ def detect_format(path: str | Path) -> str:
         return "musique"
     if "supporting_facts" in keys or "_id" in keys:
         return "hotpotqa"
-    if {"src", "answers", "context"} <= keys:
+    if {"src", "answers", "context"} <= keys or keys >= _BEERQA_WRAPPER:
         return "beerqa"
     if keys & {"passage", "sub_qa", "sub_questions"}:
         return "cofca"
