@@ -25,8 +25,11 @@ class Document(msgspec.Struct, frozen=True):
 
 
 def read_corpus(path: str | os.PathLike[str]) -> list[Document]:
-    """Read a corpus JSONL; errors name the file and line. Ids must be unique."""
+    """Read a corpus JSONL; errors name the file and line. Ids must be unique, and there must be
+    at least one document (an empty corpus is a mistake upstream, e.g. a test split's export)."""
     documents = read_jsonl(path, Document)
+    if not documents:
+        raise ValueError(f"{path}: no documents (an empty corpus file)")
     seen: set[str] = set()
     for number, document in enumerate(documents, start=1):
         if document.id in seen:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -229,6 +231,38 @@ def test_beerqa_test_file_is_detected_by_its_wrapper(tmp_path: Path) -> None:
     ]
     assert examples[1].question == "Who painted the ceiling of the Sistine Chapel?"
     assert all(e.answers == [] and e.supporting_facts == [] for e in examples)
+
+
+def test_empty_corpus_is_refused_or_warned_naming_the_dataset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A test split without contexts has no documents: an error where search needs them, a
+    warning where the file is only exported (``swirl data --corpus-out``)."""
+    path = _write_json(tmp_path / "beerqa_test_questions_v1.0.json", BEERQA_TEST)
+    named = (
+        r"beerqa_test_questions_v1\.0\.json: no documents to search: "
+        r"its beerqa records have no context paragraphs"
+    )
+    with pytest.raises(DataFormatError, match=named):
+        load_corpus(path)
+    with caplog.at_level(logging.WARNING, logger="swirl.data"):
+        assert load_corpus(path, allow_empty=True) == []
+        assert re.search(named, caplog.text)
+        caplog.clear()
+        corpus = tmp_path / "corpus.jsonl"
+        assert main(["data", "--data", str(path), "--corpus-out", str(corpus)]) == 0
+        assert "wrote 0 documents" in capsys.readouterr().out
+        assert re.search(named, caplog.text)
+    index = tmp_path / "index"
+    assert main(["index", "--data", str(path), "--out", str(index)]) == 2
+    assert re.search(named, capsys.readouterr().err)
+    assert main(["index", "--corpus", str(corpus), "--out", str(index)]) == 2
+    assert f"{corpus}: no documents (an empty corpus file)" in capsys.readouterr().err
+    assert not index.exists()
+    # HotPotQA test records without context: the same
+    hotpot = _write_json(tmp_path / "hotpot_test.json", [{"_id": "t1", "question": "Q?"}])
+    with pytest.raises(DataFormatError, match=r"hotpot_test\.json: no documents to search"):
+        load_corpus(hotpot)
 
 
 def test_cofca_assumed_format(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from swirl.data.records import DataFormatError, Record, read_records
 from swirl.data.synthetic import check_split
 from swirl.jsonl import read_jsonl
 from swirl.schema import Example
+
+log = logging.getLogger(__name__)
 
 # format name -> module with load(records, dataset=...) and, for QA formats, corpus(records)
 FORMATS: dict[str, ModuleType] = {
@@ -194,9 +197,18 @@ def load_examples(
 
 
 def load_corpus(
-    name_or_path: str | Path, *, split: str = "train", format: str | None = None
+    name_or_path: str | Path,
+    *,
+    split: str = "train",
+    format: str | None = None,
+    allow_empty: bool = False,
 ) -> list[Document]:
-    """The documents a search tool indexes for a dataset (or a corpus JSONL file)."""
+    """The documents a search tool indexes for a dataset (or a corpus JSONL file).
+
+    A dataset whose records carry no documents (an official test split without context
+    paragraphs) is a :class:`DataFormatError` naming it: a search tool over it would find nothing.
+    With ``allow_empty`` (exporting what a file holds) it is a logged warning and ``[]``.
+    """
     text = str(name_or_path)
     if match := _DEMO_QA.match(text):
         return demo_qa.corpus(int(match.group(1) or demo_qa.DEFAULT_PEOPLE))
@@ -208,7 +220,18 @@ def load_corpus(
     module = FORMATS.get(kind)
     if module is None or not hasattr(module, "corpus") or records is None:
         raise ValueError(f"{text}: a {kind} dataset has no documents to search")
-    return module.corpus(records)
+    documents = module.corpus(records)
+    if not documents:
+        problem = (
+            f"{text}: no documents to search: its {kind} records have no context paragraphs "
+            "(as in an official test split)"
+        )
+        if not allow_empty:
+            raise DataFormatError(
+                f"{problem}; search the corpus of a split that has them, or a retrieval server"
+            )
+        log.warning("%s; the corpus is empty", problem)
+    return documents
 
 
 # --- the shared command-line convention ------------------------------------------------------
@@ -239,5 +262,7 @@ def examples_from_args(
     )
 
 
-def corpus_from_args(args: argparse.Namespace) -> list[Document]:
-    return load_corpus(args.data, split=args.split, format=args.data_format)
+def corpus_from_args(args: argparse.Namespace, *, allow_empty: bool = False) -> list[Document]:
+    return load_corpus(
+        args.data, split=args.split, format=args.data_format, allow_empty=allow_empty
+    )
