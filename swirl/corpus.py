@@ -53,25 +53,41 @@ def corpus_fingerprint(documents: Iterable[Document]) -> str:
     return digest.hexdigest()
 
 
-def documents_from_passages(passages: Iterable[tuple[str, str]]) -> list[Document]:
-    """Deduplicate (title, text) passages into documents (text stripped), first occurrence first.
+class PassageNames:
+    """Corpus ids of (title, text) passages (text stripped), given in order of first appearance:
+    the title for its first text, ``"title#k"`` for its k-th distinct text (MuSiQue and BeerQA
+    repeat titles with different paragraphs).
 
-    Ids are the title when a title has one text, else ``"title#k"`` for its k-th distinct text
-    (MuSiQue and BeerQA repeat titles with different paragraphs).
+    The corpus (:func:`documents_from_passages`) and a loader's supporting facts each name the
+    same records' passages in the same order, so a fact names the very document the corpus holds.
     """
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], str] = {}
+        self._texts_per_title: dict[str, int] = {}
+
+    def name(self, title: str, text: str) -> tuple[str, bool]:
+        """The id of passage ``(title, text)``, and whether this is its first appearance."""
+        key = (title, text.strip())
+        known = self._ids.get(key)
+        if known is not None:
+            return known, False
+        count = self._texts_per_title.get(title, 0) + 1
+        self._texts_per_title[title] = count
+        identifier = title if count == 1 else f"{title}#{count}"
+        self._ids[key] = identifier
+        return identifier, True
+
+
+def documents_from_passages(passages: Iterable[tuple[str, str]]) -> list[Document]:
+    """Deduplicate (title, text) passages into documents (text stripped), first occurrence first,
+    with the ids of :class:`PassageNames`."""
+    names = PassageNames()
     documents: list[Document] = []
-    seen: set[tuple[str, str]] = set()
-    per_title: dict[str, int] = {}
-    for title, raw_text in passages:
-        text = raw_text.strip()
-        if (title, text) in seen:
-            continue
-        seen.add((title, text))
-        count = per_title.get(title, 0)
-        per_title[title] = count + 1
-        documents.append(
-            Document(id=title if count == 0 else f"{title}#{count + 1}", title=title, text=text)
-        )
+    for title, text in passages:
+        identifier, first = names.name(title, text)
+        if first:
+            documents.append(Document(id=identifier, title=title, text=text.strip()))
     return documents
 
 

@@ -18,10 +18,17 @@ TaskKind = Literal["qa", "math"]
 
 
 class SupportingFact(msgspec.Struct, frozen=True):
-    """A gold evidence pointer (HotPotQA style): article title and sentence index in it."""
+    """A gold evidence pointer (HotPotQA style): article title and sentence index in it, and the id
+    of that article in the dataset's search corpus.
+
+    ``document`` tells apart evidence that shares a title: a corpus holding different texts under
+    one title (MuSiQue, BeerQA paragraphs) names the k-th ``"title#k"``. None when the example
+    comes without a corpus, or its context lacks the article.
+    """
 
     title: str
     sentence: int = 0
+    document: str | None = None
 
 
 class Example(msgspec.Struct, kw_only=True):

@@ -143,8 +143,8 @@ def test_hotpotqa(tmp_path: Path) -> None:
     first = examples[0]
     assert first.answers == ["yes"] and first.task == "qa" and first.dataset == "hotpotqa"
     assert first.supporting_facts == [
-        SupportingFact("Scott Derrickson", 0),
-        SupportingFact("Ed Wood", 0),
+        SupportingFact("Scott Derrickson", 0, "Scott Derrickson"),
+        SupportingFact("Ed Wood", 0, "Ed Wood"),
     ]
     assert first.metadata == {"type": "comparison", "level": "hard"}
     corpus = load_corpus(path)
@@ -175,7 +175,10 @@ def test_hotpotqa_hub_columns_and_unanswered(tmp_path: Path) -> None:
     unanswered = {"_id": "t1", "question": "Q2?", "context": [["T3", ["Four."]]]}
     path = _write_json(tmp_path / "hub.json", [record, unanswered])
     examples = load_examples(path, format="hotpotqa")
-    assert examples[0].supporting_facts == [SupportingFact("T1", 0), SupportingFact("T2", 2)]
+    assert examples[0].supporting_facts == [
+        SupportingFact("T1", 0, "T1"),
+        SupportingFact("T2", 2, "T2"),
+    ]
     assert examples[1].answers == [] and examples[1].supporting_facts == []
     assert [d.text for d in load_corpus(path, format="hotpotqa")] == [
         "One.",
@@ -191,8 +194,8 @@ def test_musique(tmp_path: Path) -> None:
     assert example.id == "2hop__13548_13529"
     assert example.answers == ["2018", "in 2018"]
     assert example.supporting_facts == [
-        SupportingFact("Lionel Messi"),
-        SupportingFact("Inter Miami"),
+        SupportingFact("Lionel Messi", 0, "Lionel Messi"),
+        SupportingFact("Inter Miami", 0, "Inter Miami"),
     ]
     assert example.reference_steps == [
         "Which club does Messi play for? -> Inter Miami",
@@ -208,14 +211,59 @@ def test_musique(tmp_path: Path) -> None:
     ]
 
 
+def test_supporting_facts_name_the_corpus_documents(tmp_path: Path) -> None:
+    """Paragraphs that share a title are distinct corpus documents (``title``, ``title#2``, ...,
+    numbered over the whole file); each supporting fact names its own."""
+    second = {
+        **MUSIQUE[0],
+        "id": "2hop__1_2",
+        "paragraphs": [
+            {"idx": 0, "title": "Inter Miami", "paragraph_text": "Its stadium is in Fort Lauderdale.", "is_supporting": True},
+            {"idx": 1, "title": "Inter Miami", "paragraph_text": "Inter Miami plays in MLS.", "is_supporting": True},
+            {"idx": 2, "title": "Lionel Messi", "paragraph_text": "Messi plays for Inter Miami.", "is_supporting": False},
+        ],
+    }  # fmt: skip
+    path = _write_jsonl(tmp_path / "musique_ans_v1.0_dev.jsonl", [MUSIQUE[0], second])
+    first, example = load_examples(path)
+    assert example.supporting_facts == [
+        SupportingFact("Inter Miami", 0, "Inter Miami#2"),
+        SupportingFact("Inter Miami", 0, "Inter Miami#3"),
+    ]
+    assert [f.document for f in first.supporting_facts] == ["Lionel Messi", "Inter Miami"]
+    texts = {d.id: d.text for d in load_corpus(path)}
+    supporting = [p for p in second["paragraphs"] if p["is_supporting"]]
+    assert [texts[f.document] for f in example.supporting_facts] == [
+        p["paragraph_text"] for p in supporting
+    ]
+    # BeerQA contexts repeat titles the same way
+    beerqa = {
+        "version": "1.0",
+        "split": "dev",
+        "data": [
+            {**BEERQA["data"][0], "context": [["Eschscholzia", "Eschscholzia has 12 species."], ["Eschscholzia", "It is a poppy."]]},
+        ],
+    }  # fmt: skip
+    beerqa_path = _write_json(tmp_path / "beerqa_dev_v1.0.json", beerqa)
+    (example,) = load_examples(beerqa_path)
+    assert [f.document for f in example.supporting_facts] == ["Eschscholzia", "Eschscholzia#2"]
+    assert {d.id for d in load_corpus(beerqa_path)} == {"Eschscholzia", "Eschscholzia#2"}
+    # HotPotQA: an article whose text differs in a later record is a second document
+    edited = {**HOTPOT[1], "supporting_facts": [["Ed Wood", 0]], "context": [["Ed Wood", ["Ed Wood directed films."]]]}  # fmt: skip
+    hotpot_path = _write_json(tmp_path / "hotpot.json", [HOTPOT[0], edited])
+    assert load_examples(hotpot_path)[1].supporting_facts == [
+        SupportingFact("Ed Wood", 0, "Ed Wood#2")
+    ]
+    assert load_corpus(hotpot_path)[-1].id == "Ed Wood#2"
+
+
 def test_beerqa(tmp_path: Path) -> None:
     path = _write_json(tmp_path / "beerqa_dev_v1.0.json", BEERQA)
     assert detect_format(path) == "beerqa"
     examples = load_examples(path)
     assert [e.answers for e in examples] == [["Eschscholzia"], ["12", "twelve"]]
     assert examples[0].supporting_facts == [
-        SupportingFact("Ortegocactus"),
-        SupportingFact("Eschscholzia"),
+        SupportingFact("Ortegocactus", 0, "Ortegocactus"),
+        SupportingFact("Eschscholzia", 0, "Eschscholzia"),
     ]
     assert examples[1].metadata == {"src": "squad"}
     assert [d.title for d in load_corpus(path)] == ["Ortegocactus", "Eschscholzia"]
@@ -270,13 +318,16 @@ def test_cofca_assumed_format(tmp_path: Path) -> None:
     assert detect_format(path) == "cofca"
     first, second = load_examples(path)
     assert first.id == "cf-1-2hop" and first.answers == ["Orn"]
-    assert first.supporting_facts == [SupportingFact("Veltria"), SupportingFact("Mosk")]
+    assert first.supporting_facts == [
+        SupportingFact("Veltria", 0, "Veltria"),
+        SupportingFact("Mosk", 0, "Mosk"),
+    ]
     assert first.reference_steps == [
         "What is the capital of Veltria? -> Mosk",
         "Which river flows through Mosk? -> Orn",
     ]
     assert second.id == "cofca-1" and second.answers == ["Ada", "Ada Vel"]
-    assert second.supporting_facts == [SupportingFact("Mosk founding")]
+    assert second.supporting_facts == [SupportingFact("Mosk founding", 0, "Mosk founding")]
     assert [d.title for d in load_corpus(path)] == ["Veltria", "Mosk", "Mosk founding"]
     # the {"data": [...]} wrapper and JSONL hold the same records
     assert load_examples(

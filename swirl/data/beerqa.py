@@ -4,17 +4,18 @@ gold paragraphs of train/dev questions; ``src`` is ``"hotpotqa"``, ``"squad"`` o
 The test file's records are only ``{"id", "question"}``; format detection recognises the file by
 its wrapper.
 
-Supporting facts are the context titles (``sentence=0``: paragraphs, not sentences). Test records
-without ``answers`` get ``answers=[]``. The corpus is every distinct context paragraph.
+Supporting facts are the context paragraphs (``sentence=0``: paragraphs, not sentences), each
+naming its corpus document. Test records without ``answers`` get ``answers=[]``. The corpus is
+every distinct context paragraph (paragraphs that share a title: ``title``, ``title#2``, ...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from swirl.corpus import Document, documents_from_passages
-from swirl.data.records import Record, fail, field, text_list
-from swirl.schema import Example, SupportingFact
+from swirl.corpus import Document, PassageNames, documents_from_passages
+from swirl.data.records import Record, fail, field, passage_facts, text_list
+from swirl.schema import Example
 
 LIST_KEY = "data"
 
@@ -30,9 +31,9 @@ def paragraphs(record: Record) -> list[tuple[str, str]]:
     return result
 
 
-def to_example(record: Record, *, dataset: str) -> Example:
+def to_example(record: Record, *, dataset: str, names: PassageNames) -> Example:
+    """One record as an example; ``names`` names the passages of the file's records so far."""
     answers = text_list(record, "answers", field(record, "answers", list, default=[]))
-    titles = list(dict.fromkeys(title for title, _ in paragraphs(record)))
     metadata = {"src": record.data["src"]} if isinstance(record.data.get("src"), str) else {}
     return Example(
         id=str(field(record, "id", (str, int))),
@@ -40,13 +41,14 @@ def to_example(record: Record, *, dataset: str) -> Example:
         answers=answers,
         dataset=dataset,
         task="qa",
-        supporting_facts=[SupportingFact(title=title, sentence=0) for title in titles],
+        supporting_facts=passage_facts(paragraphs(record), names),
         metadata=metadata,
     )
 
 
 def load(records: Iterable[Record], *, dataset: str = "beerqa") -> list[Example]:
-    return [to_example(record, dataset=dataset) for record in records]
+    names = PassageNames()
+    return [to_example(record, dataset=dataset, names=names) for record in records]
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:

@@ -14,8 +14,8 @@ object ``{"data": [...]}``::
      "sub_qa": [{"question": "...", "answer": "..."}, ...]}    # optional; or "sub_questions"
 
 A plain-text passage without a title is titled ``"<id> passage <k>"``. Supporting facts are the
-passages' titles (``sentence=0``), reference steps the sub-QA as ``"question -> answer"``, and the
-corpus every distinct passage. Convert a release in another layout to this one, or extend
+passages (``sentence=0``), each naming its corpus document, reference steps the sub-QA as
+``"question -> answer"``, and the corpus every distinct passage. Convert a release in another layout to this one, or extend
 :func:`passages`.
 """
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from swirl.corpus import Document, documents_from_passages
-from swirl.data.records import Record, fail, field, text_list
-from swirl.schema import Example, SupportingFact
+from swirl.corpus import Document, PassageNames, documents_from_passages
+from swirl.data.records import Record, fail, field, passage_facts, text_list
+from swirl.schema import Example
 
 LIST_KEY = "data"
 
@@ -84,22 +84,23 @@ def _sub_qa(record: Record) -> list[str]:
     return steps
 
 
-def to_example(record: Record, *, dataset: str) -> Example:
+def to_example(record: Record, *, dataset: str, names: PassageNames) -> Example:
+    """One record as an example; ``names`` names the passages of the file's records so far."""
     question = field(record, "question", str)  # first: also checks that the record is an object
-    titles = list(dict.fromkeys(title for title, _ in passages(record)))
     return Example(
         id=_identifier(record),
         question=question.strip(),
         answers=_answers(record),
         dataset=dataset,
         task="qa",
-        supporting_facts=[SupportingFact(title=title, sentence=0) for title in titles],
+        supporting_facts=passage_facts(passages(record), names),
         reference_steps=_sub_qa(record),
     )
 
 
 def load(records: Iterable[Record], *, dataset: str = "cofca") -> list[Example]:
-    return [to_example(record, dataset=dataset) for record in records]
+    names = PassageNames()
+    return [to_example(record, dataset=dataset, names=names) for record in records]
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:

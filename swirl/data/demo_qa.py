@@ -414,7 +414,7 @@ def load(
     """The demo-qa examples of ``split`` (``limit`` of them, default :data:`DEFAULT_SIZES`)."""
     count = DEFAULT_SIZES[split] if limit is None else limit
     records = generate_records(split, count, seed=seed, people=people)
-    return [
-        hotpotqa.to_example(Record(record, f"{NAME} {split} #{index}", index), dataset=NAME)
-        for index, record in enumerate(records)
-    ]
+    return hotpotqa.load(
+        (Record(record, f"{NAME} {split} #{index}", index) for index, record in enumerate(records)),
+        dataset=NAME,
+    )

@@ -9,15 +9,16 @@ The Hugging Face copy (``hotpotqa/hotpot_qa``) stores the same data column-wise:
 ``answer`` get ``answers=[]``.
 
 The corpus of a file is every distinct article of every record's context (the paper embeds "every
-article of the data split").
+article of the data split"). A supporting fact names the corpus document of its record's article
+(``document``; None when the context lacks that title).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from swirl.corpus import Document, documents_from_passages
+from swirl.corpus import Document, PassageNames, documents_from_passages
 from swirl.data.records import Record, fail, field
 from swirl.schema import Example, SupportingFact
 
@@ -53,7 +54,13 @@ def articles(record: Record) -> list[tuple[str, list[str]]]:
     return result
 
 
-def supporting_facts(record: Record) -> list[SupportingFact]:
+def _passages(record: Record) -> list[tuple[str, str]]:
+    """The context articles as (title, text) passages: a text is its sentences joined."""
+    return [(title, "".join(sentences)) for title, sentences in articles(record)]
+
+
+def supporting_facts(record: Record, documents: Mapping[str, str]) -> list[SupportingFact]:
+    """The record's facts; ``documents`` maps its context titles to corpus ids."""
     facts = []
     for title, sentence in _pairs(record, "supporting_facts", "sent_id"):
         if (
@@ -64,11 +71,15 @@ def supporting_facts(record: Record) -> list[SupportingFact]:
             raise fail(
                 record, "supporting_facts", "expected a list of [title, sentence index] pairs"
             )
-        facts.append(SupportingFact(title=title, sentence=sentence))
+        facts.append(SupportingFact(title=title, sentence=sentence, document=documents.get(title)))
     return facts
 
 
-def to_example(record: Record, *, dataset: str) -> Example:
+def to_example(record: Record, *, dataset: str, names: PassageNames) -> Example:
+    """One record as an example; ``names`` names the passages of the file's records so far."""
+    documents: dict[str, str] = {}
+    for title, text in _passages(record):  # all of them, in order: the corpus's ids
+        documents.setdefault(title, names.name(title, text)[0])
     identifier = field(record, "_id", (str, int), default=None)
     if identifier is None:
         identifier = field(record, "id", (str, int))
@@ -82,17 +93,15 @@ def to_example(record: Record, *, dataset: str) -> Example:
         answers=[] if answer is None else [answer],
         dataset=dataset,
         task="qa",
-        supporting_facts=supporting_facts(record),
+        supporting_facts=supporting_facts(record, documents),
         metadata=metadata,
     )
 
 
 def load(records: Iterable[Record], *, dataset: str = "hotpotqa") -> list[Example]:
-    return [to_example(record, dataset=dataset) for record in records]
+    names = PassageNames()
+    return [to_example(record, dataset=dataset, names=names) for record in records]
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:
-    pairs = (
-        (title, "".join(sentences)) for record in records for title, sentences in articles(record)
-    )
-    return documents_from_passages(pairs)
+    return documents_from_passages(pair for record in records for pair in _passages(record))

@@ -3,18 +3,19 @@
 and ``question_decomposition = [{"id", "question", "answer", "paragraph_support_idx"}]``.
 
 An example's answers are ``[answer, *answer_aliases]``; its supporting facts are the supporting
-paragraphs' titles (``sentence=0``: MuSiQue marks whole paragraphs); its reference steps are the
-decomposition as ``"sub-question -> answer"`` (``#1`` refers to the first step's answer). The
-corpus is every distinct paragraph.
+paragraphs (``sentence=0``: MuSiQue marks whole paragraphs), each naming its corpus document; its
+reference steps are the decomposition as ``"sub-question -> answer"`` (``#1`` refers to the first
+step's answer). The corpus is every distinct paragraph; paragraphs that share a title get the
+ids ``title``, ``title#2``, ... (:class:`~swirl.corpus.PassageNames`), and so do the facts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from swirl.corpus import Document, documents_from_passages
-from swirl.data.records import Record, fail, field, text_list
-from swirl.schema import Example, SupportingFact
+from swirl.corpus import Document, PassageNames, documents_from_passages
+from swirl.data.records import Record, fail, field, passage_facts, text_list
+from swirl.schema import Example
 
 
 def paragraphs(record: Record) -> list[dict]:
@@ -29,7 +30,12 @@ def paragraphs(record: Record) -> list[dict]:
     return value
 
 
-def to_example(record: Record, *, dataset: str) -> Example:
+def _passage(paragraph: dict) -> tuple[str, str]:
+    return paragraph["title"], paragraph["paragraph_text"]
+
+
+def to_example(record: Record, *, dataset: str, names: PassageNames) -> Example:
+    """One record as an example; ``names`` names the passages of the file's records so far."""
     aliases = text_list(record, "answer_aliases", field(record, "answer_aliases", list, default=[]))
     steps = []
     for step in field(record, "question_decomposition", list, default=[]):
@@ -43,26 +49,27 @@ def to_example(record: Record, *, dataset: str) -> Example:
             )
         steps.append(f"{step['question']} -> {step['answer']}")
     answer = field(record, "answer", str)
+    found = paragraphs(record)
     return Example(
         id=str(field(record, "id", (str, int))),
         question=field(record, "question", str).strip(),
         answers=[answer, *(alias for alias in aliases if alias != answer)],
         dataset=dataset,
         task="qa",
-        supporting_facts=[
-            SupportingFact(title=paragraph["title"], sentence=0)
-            for paragraph in paragraphs(record)
-            if paragraph.get("is_supporting") is True
-        ],
+        supporting_facts=passage_facts(
+            [_passage(p) for p in found],
+            names,
+            [p.get("is_supporting") is True for p in found],
+        ),
         reference_steps=steps,
         metadata={"answerable": field(record, "answerable", bool, default=True)},
     )
 
 
 def load(records: Iterable[Record], *, dataset: str = "musique") -> list[Example]:
-    return [to_example(record, dataset=dataset) for record in records]
+    names = PassageNames()
+    return [to_example(record, dataset=dataset, names=names) for record in records]
 
 
 def corpus(records: Iterable[Record]) -> list[Document]:
-    pairs = ((p["title"], p["paragraph_text"]) for record in records for p in paragraphs(record))
-    return documents_from_passages(pairs)
+    return documents_from_passages(_passage(p) for record in records for p in paragraphs(record))

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from swirl.corpus import PassageNames
+from swirl.schema import SupportingFact
 
 
 class DataFormatError(ValueError):
@@ -129,3 +132,25 @@ def text_list(record: Record, name: str, value: Any, what: str = "a list of stri
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise fail(record, name, f"expected {what}")
     return value
+
+
+def passage_facts(
+    passages: Sequence[tuple[str, str]],
+    names: PassageNames,
+    supporting: Sequence[bool] | None = None,
+) -> list[SupportingFact]:
+    """Whole-paragraph supporting facts (``sentence=0``) of one record's (title, text) passages,
+    each naming its corpus document, once per document.
+
+    Every passage is named, supporting or not, so that ``names`` (shared by all records of a file,
+    in order) gives the ids the corpus gives. ``supporting[k]`` says whether passage k is evidence
+    (default: all are).
+    """
+    ids = [names.name(title, text)[0] for title, text in passages]
+    evidence = [True] * len(passages) if supporting is None else supporting
+    facts = (
+        SupportingFact(title=title, sentence=0, document=identifier)
+        for (title, _), identifier, keep in zip(passages, ids, evidence, strict=True)
+        if keep
+    )
+    return list(dict.fromkeys(facts))
