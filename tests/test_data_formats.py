@@ -4,6 +4,7 @@ errors on malformed files (which must name the file, the line or record, and the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import re
@@ -339,12 +340,27 @@ def test_gsm8k(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "gsm8k_test.jsonl", GSM8K)
     assert detect_format(path) == "gsm8k"
     first, second = load_examples(path)
-    assert first.id == "gsm8k_test-0" and second.id == "gsm8k_test-1"
+    assert first.id == "gsm8k-" + hashlib.sha256(GSM8K[0]["question"].encode()).hexdigest()[:12]
+    assert second.id.startswith("gsm8k-") and second.id != first.id
     assert first.task == "math" and first.answers == ["72"]
     assert first.reference_steps == ["48/2=24", "48+24=72"]
     assert second.reference_steps == ["12/60=0.2", "0.2*50=10"]
     with pytest.raises(ValueError, match="no documents"):
         load_corpus(path)
+
+
+def test_gsm8k_ids_come_from_the_question_not_the_file(tmp_path: Path) -> None:
+    """Renaming or reordering a file keeps every id (resume and joins key on them); a repeated
+    question gets a numbered id in reading order."""
+    ids = {e.question: e.id for e in load_examples(_write_jsonl(tmp_path / "test.jsonl", GSM8K))}
+    renamed = load_examples(_write_jsonl(tmp_path / "gsm8k_main_test.jsonl", GSM8K[::-1]))
+    assert {e.question: e.id for e in renamed} == ids
+    repeated = load_examples(_write_jsonl(tmp_path / "repeated.jsonl", [GSM8K[1], *GSM8K]))
+    first = ids[GSM8K[1]["question"]]
+    assert [e.id for e in repeated] == [first, ids[GSM8K[0]["question"]], f"{first}-2"]
+    # a record's own id wins
+    own = load_examples(_write_jsonl(tmp_path / "own.jsonl", [{**GSM8K[0], "id": "q7"}]))
+    assert own[0].id == "q7"
 
 
 def test_swirl_examples_and_corpus_files(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ wording varied. Generation is seeded; the split of a problem is a function of it
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 
@@ -235,10 +234,10 @@ def generate_records(split: Split, count: int, *, seed: int = 0) -> list[dict[st
 def load(split: Split, limit: int | None = None, *, seed: int = 0) -> list[Example]:
     """The demo-math examples of ``split`` (``limit`` of them, default :data:`DEFAULT_SIZES`)."""
     count = DEFAULT_SIZES[split] if limit is None else limit
-    examples = []
-    for index, record in enumerate(generate_records(split, count, seed=seed)):
-        # The id is a function of the question, like the split: stable across seeds and sizes.
-        digest = hashlib.sha256(record["question"].encode()).hexdigest()[:12]
-        raw = Record({**record, "id": f"{NAME}-{digest}"}, f"{NAME} {split} #{index}", index)
-        examples.append(gsm8k.to_example(raw, dataset=NAME, id_prefix=NAME))
-    return examples
+    records = generate_records(split, count, seed=seed)
+    # The id is a function of the question, like the split: stable across seeds and sizes.
+    return gsm8k.load(
+        (Record(record, f"{NAME} {split} #{index}", index) for index, record in enumerate(records)),
+        dataset=NAME,
+        id_prefix=NAME,
+    )

@@ -189,11 +189,7 @@ def load_examples(
         return examples if limit is None else examples[:limit]
     if limit is not None:
         records = itertools.islice(records, limit)
-    module = FORMATS[kind]
-    if module is gsm8k:
-        prefix = path.stem if path is not None else f"{label}-{split}"
-        return gsm8k.load(records, dataset=label, id_prefix=prefix)
-    return module.load(records, dataset=label)
+    return FORMATS[kind].load(records, dataset=label)
 
 
 def load_corpus(
