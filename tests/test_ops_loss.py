@@ -6,7 +6,7 @@ import pytest
 import torch
 from ops_cases import make_case, torch_single_thread  # noqa: F401 (autouse fixture)
 
-from swirl.ops import policy_loss, reduce_targets
+from swirl.ops import normalization_weights, policy_loss, reduce_targets
 from swirl.ops.reference import target_logprobs_reference
 
 M = 37
@@ -127,6 +127,35 @@ def test_reduce_targets_branch_weights_each_branch_equally():
     assert reduce_targets(per_target, "branch", branch).item() == pytest.approx(2.5)
     assert reduce_targets(per_target, "token", None).item() == pytest.approx(1.75)
     assert reduce_targets(per_target, "sum", None).item() == pytest.approx(7.0)
+
+
+def test_split_batch_with_whole_batch_weights_sums_to_the_whole_loss(case):
+    """Targets split in two parts (micro-batches or ranks): each part's ``target_scale`` from the
+    whole batch's totals, reduced with "sum", adds up to the whole batch's loss and gradient."""
+    advantages = torch.randn(M, generator=_generator(9))
+    branch = torch.tensor([4] * 10 + [1] * 9 + [6] * 18)  # the cut at 19 keeps branches whole
+    parts = (slice(0, 19), slice(19, M))
+    for normalize in ("token", "branch", "sum"):
+        want = _loss_and_grads(case, advantages, "chunked", normalize=normalize, branch=branch)
+        hidden = case.hidden.clone().requires_grad_()
+        weight = case.weight.clone().requires_grad_()
+        total = torch.zeros(())
+        for part in parts:
+            scale = normalization_weights(
+                normalize, branch[part], branch[part].numel(), total_targets=M, total_branches=3
+            )
+            loss, _ = policy_loss(
+                hidden,
+                weight,
+                case.rows[part],
+                case.targets[part],
+                advantages[part],
+                normalize="sum",
+                target_scale=scale,
+            )
+            loss.backward()
+            total = total + loss.detach()
+        _assert_matches((total, None, hidden.grad, weight.grad), want)
 
 
 @pytest.mark.parametrize("impl", ["reference", "chunked"])

@@ -7,12 +7,13 @@ logits: ``impl="chunked"`` (torch tiles, the CPU default) or ``impl="triton"`` (
 """
 
 from swirl.ops.logprobs import resolve_impl, target_logprobs, triton_available
-from swirl.ops.loss import policy_loss, reduce_targets
+from swirl.ops.loss import normalization_weights, policy_loss, reduce_targets
 from swirl.ops.validation import IMPLS, NORMALIZE_MODES
 
 __all__ = [
     "IMPLS",
     "NORMALIZE_MODES",
+    "normalization_weights",
     "policy_loss",
     "reduce_targets",
     "resolve_impl",

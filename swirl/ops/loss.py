@@ -9,9 +9,12 @@ Per target ``i`` with ``logp_i = target_logprobs(...)[i]`` and advantage ``A_i``
 - with ``ref_logp`` the k3 estimator of KL(policy || reference),
   ``kl_i = exp(ref_i - logp_i) - (ref_i - logp_i) - 1`` (>= 0, unbiased), added as ``kl_coef * kl_i``.
 
-The per-target terms are weighted, then reduced: ``"token"`` averages over all targets, ``"sum"``
-adds them, ``"branch"`` averages within each branch (one sampled action: the ids in ``branch``)
-and then over branches, so long and short actions weigh the same.
+The per-target terms are multiplied by their normalisation weights and summed
+(:func:`normalization_weights`): ``"token"`` averages over all targets, ``"sum"`` adds them,
+``"branch"`` averages within each branch (one sampled action: the ids in ``branch``) and then over
+branches, so long and short actions weigh the same. When these targets are only part of a larger
+batch (a micro-batch, one data-parallel rank's share), the caller computes the weights once from
+the whole batch's totals and passes them as ``target_scale`` with ``normalize="sum"``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def policy_loss(
     kl_coef: float = 0.0,
     normalize: str = "token",
     branch: torch.Tensor | None = None,
+    target_scale: torch.Tensor | None = None,
     softcap: float | None = None,
     temperature: float = 1.0,
     return_entropy: bool = False,
@@ -53,6 +57,8 @@ def policy_loss(
         kl_coef: weight of the k3 KL penalty (> 0 needs ``ref_logp``).
         normalize: ``"token"``, ``"branch"`` (needs ``branch``) or ``"sum"``.
         branch: [M] integer id of the branch (sampled action) each target belongs to.
+        target_scale: [M] factor of each target's loss term before the reduction (e.g. the
+            whole batch's normalisation weights, with ``normalize="sum"``); None: 1.
         return_entropy: also report the mean softmax entropy in the stats.
 
     Returns:
@@ -72,6 +78,7 @@ def policy_loss(
         kl_coef,
         normalize,
         branch,
+        target_scale,
     )
     result = target_logprobs_unchecked(
         hidden,
@@ -107,21 +114,44 @@ def policy_loss(
             per_target = per_target + kl_coef * kl
     if entropy is not None:
         stats["entropy"] = entropy.detach().mean()
+    if target_scale is not None:
+        per_target = per_target * target_scale.to(per_target.dtype)
     loss = reduce_targets(per_target, normalize, branch)
     # one device sync for all statistics
     values = torch.stack(list(stats.values())).tolist()
     return loss, dict(zip(stats, values, strict=True))
 
 
+def normalization_weights(
+    normalize: str,
+    branch: torch.Tensor | None,
+    num_targets: int,
+    *,
+    total_targets: int | None = None,
+    total_branches: int | None = None,
+) -> torch.Tensor:
+    """``[M]`` float32 factor of each target's loss term in the reduction ``normalize``.
+
+    ``"token"``: ``1 / T``; ``"sum"``: 1; ``"branch"``: ``1 / (len(b) * B)`` for a target of branch
+    b, with ``len(b)`` counted in ``branch`` (a branch's targets are never split). ``T`` and ``B``
+    are ``total_targets`` and ``total_branches`` when given (the whole batch's counts, when these
+    M targets are part of it), else the counts in these targets.
+    """
+    device = branch.device if branch is not None else None
+    if normalize == "sum":
+        return torch.ones(num_targets, device=device)
+    if normalize == "token":
+        return torch.full((num_targets,), 1.0 / (total_targets or num_targets), device=device)
+    if branch is None:
+        raise ValueError('branch is required when normalize="branch"')
+    _, branch_index = torch.unique(branch, return_inverse=True)
+    counts = torch.bincount(branch_index).to(torch.float32)
+    return 1.0 / (counts[branch_index] * (total_branches or counts.numel()))
+
+
 def reduce_targets(
     per_target: torch.Tensor, normalize: str, branch: torch.Tensor | None
 ) -> torch.Tensor:
     """Reduce [M] per-target losses to a scalar: token mean, sum, or mean of branch means."""
-    if normalize == "sum":
-        return per_target.sum()
-    if normalize == "token":
-        return per_target.mean()
-    _, branch_index = torch.unique(branch, return_inverse=True)
-    counts = torch.bincount(branch_index).to(per_target.dtype)
-    weights = 1.0 / (counts[branch_index] * counts.numel())
-    return (per_target * weights).sum()
+    weights = normalization_weights(normalize, branch, per_target.shape[0])
+    return (per_target * weights.to(per_target.dtype)).sum()

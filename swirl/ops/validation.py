@@ -69,13 +69,20 @@ def check_loss_inputs(
     kl_coef: float,
     normalize: str,
     branch: torch.Tensor | None,
+    target_scale: torch.Tensor | None = None,
 ) -> None:
     """Check the arguments that ``policy_loss`` adds on top of ``target_logprobs``.
 
-    advantages, old_logp and ref_logp are finite floating [M] tensors; branch an integer [M]
-    tensor (required by ``normalize="branch"``).
+    advantages, old_logp, ref_logp and target_scale are finite floating [M] tensors; branch an
+    integer [M] tensor (required by ``normalize="branch"``).
     """
-    for name, value in (("advantages", advantages), ("old_logp", old_logp), ("ref_logp", ref_logp)):
+    vectors = (
+        ("advantages", advantages),
+        ("old_logp", old_logp),
+        ("ref_logp", ref_logp),
+        ("target_scale", target_scale),
+    )
+    for name, value in vectors:
         if value is None:
             continue
         _check_vector(name, value, num_targets, device)
