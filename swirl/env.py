@@ -162,6 +162,7 @@ class _Environment:
         metadata: dict[str, str | int | float | bool] = {
             "temperature": self.params.temperature,
             "top_p": self.params.top_p,
+            "max_new_tokens": self.params.max_new_tokens,
         }
         if self.params.seed is not None:
             metadata["seed"] = self.params.seed

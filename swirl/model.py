@@ -100,3 +100,21 @@ def load_model(
     path = resolve_model(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     return model.to(device), load_tokenizer(path)
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout of ``model`` to 0, so its train mode samples like its eval mode: each
+    ``nn.Dropout`` (LoRA's included) and the float ``*dropout`` attributes that attention layers
+    read on every call (e.g. Llama's ``attention_dropout``). Returns how many were non-zero."""
+    import torch
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            changed += module.p > 0
+            module.p = 0.0
+        for name, value in vars(module).items():
+            if name.endswith("dropout") and isinstance(value, float):
+                changed += value > 0
+                setattr(module, name, 0.0)
+    return changed

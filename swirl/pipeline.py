@@ -239,11 +239,13 @@ class Pipeline:
             )
         copy_records(source, target, kept)
 
-    def train(self, trajectories: Path, model: str | None, out: Path, *, mode: str) -> None:
+    def train_config(self, trajectories: Path, model: str | None, out: Path, *, mode: str):
+        """The :class:`~swirl.training.config.TrainConfig` of one training stage."""
         from swirl.training.config import load_config
-        from swirl.training.trainer import Trainer
 
         overrides = {
+            # Online samples get the Stage-1 turn budget, so they are as long as recorded actions.
+            "max_new_tokens": self.config.max_new_tokens,
             **self.config.train,
             "trajectories": str(trajectories),
             "out": str(out),
@@ -254,7 +256,12 @@ class Pipeline:
             "seed": self.config.seed,
             "data_seed": self.config.seed,  # the questions Stage 1 drew
         }
-        Trainer(load_config(None, **overrides)).train()
+        return load_config(None, **overrides)
+
+    def train(self, trajectories: Path, model: str | None, out: Path, *, mode: str) -> None:
+        from swirl.training.trainer import Trainer
+
+        Trainer(self.train_config(trajectories, model, out, mode=mode)).train()
 
     # -- the job -------------------------------------------------------------------------------
 

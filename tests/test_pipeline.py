@@ -79,3 +79,13 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
     Pipeline(RunConfig(), tmp_path / "run", log=lambda _: None)
     with pytest.raises(ValueError, match="another configuration"):
         Pipeline(RunConfig(eval_limit=5), tmp_path / "run", log=lambda _: None)
+
+
+def test_online_training_samples_with_the_stage1_turn_budget(tmp_path: Path) -> None:
+    pipeline = Pipeline(RunConfig(max_new_tokens=77), tmp_path / "run", log=lambda _: None)
+    config = pipeline.train_config(tmp_path / "t.jsonl", None, tmp_path / "train", mode="online")
+    assert config.max_new_tokens == 77
+    chosen = RunConfig(max_new_tokens=77, train={**RunConfig().train, "max_new_tokens": 20})
+    pipeline = Pipeline(chosen, tmp_path / "run2", log=lambda _: None)
+    config = pipeline.train_config(tmp_path / "t.jsonl", None, tmp_path / "train", mode="online")
+    assert config.max_new_tokens == 20  # a [train] value still wins

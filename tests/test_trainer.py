@@ -2,7 +2,9 @@
 
 A custom judge (a deterministic function of the sampled text) stands in for the reference judge in
 the online tests so that rewards vary for a model that cannot yet use tags; the real judge is
-exercised by the slow end-to-end pipeline test.
+exercised by the slow end-to-end pipeline test. A random model's samples hold no action tag, which
+the scorer rewards 0 without asking the judge (tested in test_training_parts.py), so the tests of
+the training mechanics let every sample through to the stand-in judge (``any_action_is_valid``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ class ParityJudge:
             )
             out.append(msgspec.structs.replace(trajectory, steps=steps))
         return out
+
+
+@pytest.fixture
+def any_action_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swirl.training.rewards import StepScorer
+
+    monkeypatch.setattr(StepScorer, "invalid_reason", lambda self, completion: None)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +133,7 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("mode", ["online", "offline"])
+@pytest.mark.usefixtures("any_action_is_valid")
 def test_resume_is_exact(workspace: Path, tmp_path: Path, mode: str) -> None:
     """2 steps, stop, resume 2 more == 4 steps in one go (weights, logged losses)."""
     options = dict(mode=mode, checkpoint_every=2, kl_coef=0.05, clip_eps=0.2, updates_per_batch=2)
@@ -152,6 +162,7 @@ def weights_of_initial(workspace: Path) -> dict[str, torch.Tensor]:
     return load_file(workspace / "tiny" / "model.safetensors")
 
 
+@pytest.mark.usefixtures("any_action_is_valid")
 def test_online_logs_and_plots(workspace: Path, tmp_path: Path) -> None:
     result = Trainer(
         config(workspace, tmp_path, steps=2, kl_coef=0.1), judge=ParityJudge(), progress=False
@@ -328,3 +339,166 @@ def test_training_options(workspace: Path, tmp_path: Path, options: dict) -> Non
         again = Trainer(config(workspace, tmp_path, **{**base, "steps": 3}), progress=False)
         assert again.start_step == 2
         again.train()
+
+
+@pytest.mark.usefixtures("any_action_is_valid")
+def test_loss_scores_sampled_actions_at_the_sampling_temperature(workspace: Path, tmp_path: Path):
+    """Online at T = 0.5 the loss's log-probs are those of softmax(logits / 0.5), the distribution
+    the sampler drew from (per sampled action, against a plain unpacked forward)."""
+    from swirl.training.objective import packed_logprobs
+    from swirl.training.trees import build_sequences
+
+    temperature = 0.5
+    trainer = Trainer(
+        config(workspace, tmp_path, temperature=temperature, steps=1),
+        judge=ParityJudge(),
+        progress=False,
+    )
+    collected = trainer._collect(0)
+    packed = trainer._pack(collected)
+    got = packed.batch.branch_sum(packed_logprobs(trainer.policy, packed.passes).numpy())
+    sequences = build_sequences(collected.scored, collected.advantages.tolist())
+    want = []
+    with torch.no_grad():
+        for sequence in sequences:
+            for branch in sequence.branches:
+                ids = [*sequence.context[: branch.offset].tolist(), *branch.tokens.tolist()]
+                logits = trainer.model(torch.tensor([ids])).logits[0].float()
+                predicting = logits[branch.offset - 1 : len(ids) - 1] / temperature
+                logp = predicting.log_softmax(-1).gather(1, torch.tensor(branch.tokens)[:, None])
+                want.append(float(logp.sum()))
+    assert len(want) == len(collected.scored) > 0
+    torch.testing.assert_close(torch.as_tensor(got).float(), torch.tensor(want), rtol=0, atol=1e-4)
+
+
+def test_dropout_is_off_in_rl_so_the_first_ratio_is_1_and_the_initial_kl_0(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A model with attention dropout 0.1 trained with LoRA dropout 0.1: the policy scores the
+    actions as the (eval-mode) sampler and the frozen reference do."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    noisy = tmp_path / "noisy"
+    AutoModelForCausalLM.from_pretrained(workspace / "tiny", attention_dropout=0.1).save_pretrained(
+        noisy
+    )
+    AutoTokenizer.from_pretrained(workspace / "tiny").save_pretrained(noisy)
+    options = dict(
+        mode="offline",
+        model=str(noisy),
+        kl_coef=0.1,
+        updates_per_batch=2,
+        clip_eps=0.2,
+        lora={"rank": 4, "alpha": 8.0, "dropout": 0.1},
+        lr=1e-2,
+    )
+    trainer = Trainer(config(workspace, tmp_path / "out", **options), progress=False)
+    for step in range(2):  # step 1 runs after LoRA's B moved off 0, so its dropout would matter
+        updates, _ = trainer._update(trainer._pack(trainer._collect(step)))
+        first = updates[0]
+        assert first.finite and first.targets > 0
+        assert first.ratio / first.targets == pytest.approx(1.0, abs=1e-6)
+        if step == 0:
+            assert first.kl / first.targets == pytest.approx(0.0, abs=1e-7)
+        assert updates[1].ratio / updates[1].targets != pytest.approx(1.0, abs=1e-6)
+
+
+def test_non_finite_reference_logprobs_skip_the_update(workspace: Path, tmp_path: Path) -> None:
+    trainer = Trainer(config(workspace, tmp_path, mode="offline", kl_coef=0.1), progress=False)
+    assert trainer.reference is not None
+    with torch.no_grad():
+        trainer.reference.model.model.norm.weight[0] = math.nan
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    record = trainer._step(0)
+    assert record["skipped_updates"] == 1 and record["loss"] is None
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_offline_refuses_all_good_labels_and_says_what_to_use(workspace: Path, tmp_path: Path):
+    all_good = tmp_path / "process-filtered.jsonl"
+    good = Judgment(judge="reference", verdict=True)
+    write_jsonl(
+        all_good,
+        [
+            msgspec.structs.replace(
+                t, steps=[msgspec.structs.replace(s, process=good) for s in t.steps]
+            )
+            for t in read_jsonl(workspace / "trajectories.jsonl", Trajectory)
+        ],
+    )
+    with pytest.raises(ValueError, match=r"all \d+ labelled steps are GOOD.*--baseline none"):
+        Trainer(
+            config(workspace, tmp_path / "a", mode="offline", trajectories=str(all_good)),
+            progress=False,
+        )
+    Trainer(
+        config(
+            workspace, tmp_path / "b", mode="offline", trajectories=str(all_good), baseline="none"
+        ),
+        progress=False,
+    )
+
+
+def test_a_step_with_only_zero_advantages_warns(
+    workspace: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A random model's samples hold no action tag: every reward is 0, so is every advantage."""
+    trainer = Trainer(config(workspace, tmp_path, steps=1), judge=ParityJudge(), progress=False)
+    with caplog.at_level("WARNING", logger="swirl.training.trainer"):
+        record = trainer._step(0)
+    assert record["reward"] == 0.0
+    assert "step 1: every advantage is 0" in caplog.text
+
+
+def test_online_turn_budget_defaults_to_the_stage1_one(workspace: Path, tmp_path: Path) -> None:
+    budgeted = tmp_path / "budget.jsonl"
+    write_jsonl(
+        budgeted,
+        [
+            msgspec.structs.replace(t, metadata={**t.metadata, "max_new_tokens": 40})
+            for t in read_jsonl(workspace / "trajectories.jsonl", Trajectory)
+        ],
+    )
+    trainer = Trainer(
+        config(workspace, tmp_path / "a", trajectories=str(budgeted), max_new_tokens=None),
+        judge=ParityJudge(),
+        progress=False,
+    )
+    assert trainer.config.max_new_tokens == 40
+    assert trainer.source.params.max_new_tokens == 40
+    # a file from before the budget was recorded: its longest recorded action bounds it
+    older = Trainer(
+        config(workspace, tmp_path / "b", max_new_tokens=None), judge=ParityJudge(), progress=False
+    )
+    longest = max(len(s.token_ids) for t in older.trajectories for s in t.steps)
+    assert older.config.max_new_tokens == longest
+
+
+@pytest.mark.usefixtures("any_action_is_valid")
+def test_logged_statistics_mean_what_their_names_say(workspace: Path, tmp_path: Path) -> None:
+    from swirl.training.metrics_log import METRICS
+
+    options = dict(steps=1, kl_coef=0.1, clip_eps=0.2, updates_per_batch=3, baseline="none")
+    trainer = Trainer(config(workspace, tmp_path, **options), judge=ParityJudge(), progress=False)
+    collected = trainer._collect(0)
+    packed = trainer._pack(collected)
+    updates, norms = trainer._update(packed)
+    record = trainer._record(0, collected, packed, updates, norms, started=0.0)
+    assert set(record) <= METRICS.keys() and "k3_recorded" not in record
+    rewards = collected.rewards
+    assert record["reward"] == pytest.approx(float(rewards.mean()))
+    # baseline none: advantages are the rewards, so their std is the rewards' std (not their RMS)
+    assert record["advantage_std"] == pytest.approx(float(rewards.std(unbiased=False)))
+    assert record["loss"] == pytest.approx(sum(u.loss for u in updates) / 3)
+    first = updates[0]
+    assert record["kl"] == pytest.approx(first.kl / first.targets)
+    targets = sum(u.targets for u in updates)
+    assert record["ratio_mean"] == pytest.approx(sum(u.ratio for u in updates) / targets)
+    assert record["clip_frac"] == pytest.approx(sum(u.clipped for u in updates) / targets)
+    offline = Trainer(
+        config(workspace, tmp_path / "offline", mode="offline", steps=1, kl_coef=0.1),
+        progress=False,
+    ).train()
+    assert set(offline.metrics[-1]) <= METRICS.keys()
+    assert offline.metrics[-1]["k3_recorded"] is not None and "kl" not in offline.metrics[-1]

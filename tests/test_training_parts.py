@@ -223,3 +223,71 @@ def test_build_sequences_shares_states_of_a_trajectory_or_lays_each_action_out_a
         build_sequences([samples[0], _sample("t", 1, [1, 9, 3], [4])], [1.0, 1.0])
     with pytest.raises(ValueError, match="2 weights for 4 samples"):
         build_sequences(samples, [1.0, 1.0])
+
+
+def test_batch_mean_and_std_over_ranks_match_one_process() -> None:
+    """Two ranks' batch-level baselines, with their sums all-reduced, equal one process's."""
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    groups = torch.arange(7)
+    shares = (slice(0, 2), slice(2, 7))  # unequal ranks: the means differ per rank
+
+    def all_reduce(values: list[float]) -> list[float]:
+        per_rank = [
+            [float(rewards[s].sum()), float(rewards[s].square().sum()), float(rewards[s].numel())]
+            for s in shares
+        ]
+        assert values in per_rank  # called with this rank's moments
+        return [sum(column) for column in zip(*per_rank, strict=True)]
+
+    for scale in (False, True):
+        one = group_advantages(rewards, groups, baseline="batch_mean", scale_by_std=scale)
+        ranks = [
+            group_advantages(
+                rewards[s],
+                groups[s],
+                baseline="batch_mean",
+                scale_by_std=scale,
+                all_reduce=all_reduce,
+            )
+            for s in shares
+        ]
+        torch.testing.assert_close(torch.cat(ranks), one)
+
+
+@pytest.mark.parametrize(
+    "mode,baseline,samples,message",
+    [
+        ("sft", "batch_mean", 1, "SFT zero advantages"),
+        ("offline", "group_mean", 1, "each recorded state is a group of one"),
+        ("offline", "rloo", 1, "each recorded state is a group of one"),
+        ("online", None, 1, "needs samples_per_state >= 2"),
+        ("online", "rloo", 1, "needs samples_per_state >= 2"),
+    ],
+)
+def test_degenerate_baselines_are_refused_with_what_to_use(mode, baseline, samples, message):
+    from swirl.training.config import load_config
+
+    with pytest.raises(ValueError, match=message):
+        load_config(
+            None,
+            trajectories="t.jsonl",
+            out="o",
+            mode=mode,
+            baseline=baseline,
+            samples_per_state=samples,
+        )
+    # the learning setups are accepted
+    load_config(None, trajectories="t", out="o", mode="online", samples_per_state=2)
+    load_config(
+        None, trajectories="t", out="o", mode="online", samples_per_state=1, baseline="none"
+    )
+    load_config(None, trajectories="t", out="o", mode="offline")
+
+
+def test_online_refuses_greedy_sampling() -> None:
+    from swirl.training.config import load_config
+
+    for temperature in (0.0, -1.0):
+        with pytest.raises(ValueError, match=r"temperature.*must be > 0 in online mode"):
+            load_config(None, trajectories="t", out="o", temperature=temperature)
+    load_config(None, trajectories="t", out="o", mode="sft", temperature=0.0)

@@ -6,11 +6,14 @@ variance reduction is a baseline computed from the other samples of the same sta
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 
 Baseline = Literal["group_mean", "rloo", "batch_mean", "none"]
+AllReduce = Callable[[list[float]], list[float]]  # sums a few numbers over data-parallel ranks
 
 
 def group_advantages(
@@ -20,6 +23,7 @@ def group_advantages(
     baseline: Baseline = "group_mean",
     scale_by_std: bool = False,
     eps: float = 1e-6,
+    all_reduce: AllReduce | None = None,
 ) -> torch.Tensor:
     """Advantages of actions from their rewards.
 
@@ -30,6 +34,8 @@ def group_advantages(
             *other* samples of the group; a group of one gets advantage 0), ``batch_mean`` (r minus
             the mean over all actions: the offline mode, one recorded action per state), ``none``.
         scale_by_std: divide by the group's (or batch's) std + eps, as in GRPO.
+        all_reduce: sums over data-parallel ranks, for the batch-level mean and std of
+            ``batch_mean`` (a group lies on one rank, so group statistics need none).
 
     Returns:
         ``[B]`` float32 advantages. A group whose rewards are all equal gets zeros (nothing to learn).
@@ -42,8 +48,15 @@ def group_advantages(
     if baseline == "none":
         return rewards.clone()
     if baseline == "batch_mean":
-        centred = rewards - rewards.mean()
-        return centred / (rewards.std(unbiased=False) + eps) if scale_by_std else centred
+        moments = [float(rewards.sum()), float(rewards.square().sum()), float(rewards.numel())]
+        total, square, count = all_reduce(moments) if all_reduce is not None else moments
+        if count == 0:
+            return rewards.clone()
+        mean = total / count
+        centred = rewards - mean
+        if not scale_by_std:
+            return centred
+        return centred / (math.sqrt(max(square / count - mean * mean, 0.0)) + eps)
     _, index = torch.unique(group, return_inverse=True)
     groups = int(index.max()) + 1 if index.numel() else 0
     count = torch.zeros(groups).index_add_(0, index, torch.ones_like(rewards))
@@ -65,3 +78,40 @@ def group_advantages(
         std = (square / count).sqrt()
         centred = centred / (std[index] + eps)
     return centred
+
+
+# Online: GRPO's per-state group mean; offline: one recorded action per state, so the batch mean;
+# SFT: every recorded action weighs 1, no baseline.
+DEFAULT_BASELINE: dict[str, Baseline] = {
+    "online": "group_mean",
+    "offline": "batch_mean",
+    "sft": "none",
+}
+
+
+def resolve_baseline(mode: str, baseline: Baseline | None) -> Baseline:
+    """``baseline``, or the default of training ``mode`` when it is None."""
+    return DEFAULT_BASELINE[mode] if baseline is None else baseline
+
+
+def degenerate_baseline(mode: str, baseline: Baseline | None, samples_per_state: int) -> str | None:
+    """Why ``baseline`` (None: the mode's default) would make every advantage 0 in training
+    ``mode`` (online, offline, sft) whatever the rewards, or None when it can learn."""
+    baseline = resolve_baseline(mode, baseline)
+    if mode == "sft" and baseline != "none":
+        return (
+            f"{baseline!r} gives SFT zero advantages (every recorded action weighs 1); "
+            "use the default (none)"
+        )
+    if baseline in ("group_mean", "rloo"):
+        if mode == "offline":
+            return (
+                f"{baseline!r} gives zero advantages offline (each recorded state is a group of "
+                "one action); use batch_mean (the default) or none"
+            )
+        if mode == "online" and samples_per_state < 2:
+            return (
+                f"{baseline!r} needs samples_per_state >= 2 (a group of one sample has advantage "
+                "0); raise samples_per_state or use batch_mean or none"
+            )
+    return None

@@ -9,7 +9,7 @@ import msgspec
 
 from swirl.config_files import load_struct
 from swirl.ops.validation import Normalize
-from swirl.training.advantages import Baseline
+from swirl.training.advantages import Baseline, degenerate_baseline
 from swirl.training.schedule import Schedule
 
 Mode = Literal["online", "offline", "sft"]
@@ -42,9 +42,9 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: int = 20
     states_per_step: int = 8
     samples_per_state: int = 4  # G, the group size of the per-state baseline
-    temperature: float = 1.0
+    temperature: float = 1.0  # online sampling; the loss divides the logits by it too
     top_p: float = 1.0
-    max_new_tokens: int = 96
+    max_new_tokens: int | None = None  # None: the Stage-1 turn budget the trajectories record
     # None: group_mean online (GRPO), batch_mean offline (one recorded action per state), none SFT
     baseline: Baseline | None = None
     scale_by_std: bool = False
@@ -81,10 +81,19 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "tokens_per_micro_batch",
         )
         for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {value}")
         if self.lr <= 0:
             raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
+        if self.mode == "online" and not self.temperature > 0:
+            raise ValueError(
+                f"config field 'temperature' must be > 0 in online mode, got {self.temperature}: "
+                "greedy samples of one state are identical, so every advantage would be 0"
+            )
+        degenerate = degenerate_baseline(self.mode, self.baseline, self.samples_per_state)
+        if degenerate is not None:
+            raise ValueError(f"config field 'baseline': {degenerate}")
 
 
 def load_config(path: str | Path | None, **overrides: object) -> TrainConfig:

@@ -52,10 +52,19 @@ def shard_policy(policy: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
 
 def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     """Sum a few numbers over ranks (identity for one process)."""
+    return _all_reduce(values, info, dist.ReduceOp.SUM)
+
+
+def all_reduce_max(values: list[float], info: DistInfo) -> list[float]:
+    """The largest of each number over ranks (identity for one process)."""
+    return _all_reduce(values, info, dist.ReduceOp.MAX)
+
+
+def _all_reduce(values: list[float], info: DistInfo, op: dist.ReduceOp) -> list[float]:
     if not info.enabled:
-        return values
+        return list(values)
     tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor)
+    dist.all_reduce(tensor, op=op)
     return tensor.tolist()
 
 

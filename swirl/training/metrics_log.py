@@ -6,6 +6,38 @@ import json
 from pathlib import Path
 from typing import Any
 
+# What every key of a step's record means. Statistics are over all data-parallel ranks. "First
+# update" is the first of the step's ``updates_per_batch`` optimizer updates, i.e. the policy that
+# sampled the step's actions; None marks a value that does not apply (e.g. no reward in SFT).
+METRICS: dict[str, str] = {
+    "step": "optimizer step, 1-based",
+    "reward": "mean reward of the scored actions (1 GOOD, 0 BAD or invalid; not in SFT)",
+    "advantage_mean": "mean advantage of the scored actions",
+    "advantage_std": "standard deviation of the scored actions' advantages",
+    "loss": "batch loss, mean over the step's finite updates",
+    "logp_mean": "mean log-prob of a target token under the policy, first update",
+    "entropy": "mean entropy (nats) of the policy's next-token distribution, first update",
+    "kl": "online: mean k3 estimate of KL(policy || reference) per sampled token, first update",
+    "k3_recorded": "offline/SFT: mean k3 penalty term on the recorded tokens, first update "
+    "(not a KL estimate: the recorded actions were not sampled from the policy)",
+    "ratio_mean": "mean PPO ratio exp(logp - old_logp) over targets and updates "
+    "(updates_per_batch > 1)",
+    "clip_frac": "fraction of targets whose gradient the PPO clip removed, over targets and "
+    "updates (clip_eps set, updates_per_batch > 1)",
+    "grad_norm": "gradient norm before clipping, first update",
+    "lr": "learning rate after the step",
+    "states": "states drawn",
+    "actions": "actions sampled (online) or recorded actions drawn",
+    "unscored": "actions without a reward (the judge could not decide, or no label)",
+    "tokens_packed": "tokens in the packed batch (what the model processed per forward)",
+    "tokens_naive": "tokens the naive layout would process (every action with its own state)",
+    "pack_ratio": "tokens_naive / tokens_packed",
+    "tokens_per_s": "tokens_packed per second of the step's update part (after sampling)",
+    "sample_time_s": "seconds spent getting actions and rewards (sampling and judging)",
+    "step_time_s": "seconds of the whole step",
+    "skipped_updates": "updates skipped because a loss, gradient or log-prob was not finite",
+}
+
 
 class MetricsLog:
     """Append one JSON object per optimizer step to ``path`` (flushed per line).

@@ -1,38 +1,64 @@
-"""One policy-gradient update over a packed batch, row group by row group.
+"""One policy-gradient update over a packed batch, micro-batch by micro-batch.
 
-A packed batch can exceed what one forward pass should hold, so its rows are processed in
-micro-batches and the gradients accumulate. Each branch lies within one row, so the loss of the
-whole batch is exactly the micro-batch losses weighted by their share of targets ("token"),
-branches ("branch") or 1 ("sum"): no approximation from the split.
+A packed batch can exceed what one forward pass should hold, so its rows are processed one at a
+time (the packer sizes a row to one micro-batch) and the gradients accumulate. Every target gets
+its final loss weight once, from the whole batch's totals over all data-parallel ranks
+(:func:`target_loss_scale`), so a micro-batch's loss is a plain weighted sum and micro-batches
+and ranks only add up: no approximation from the split.
+
+FSDP all-gathers parameters on every forward and reduce-scatters gradients on every backward, so
+every rank must run the same number of passes: :func:`micro_batches` pads a rank's rows with
+one-token passes whose single target weighs 0.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from swirl.ops import policy_loss, target_logprobs
+from swirl.ops import normalization_weights, policy_loss, target_logprobs
 from swirl.ops.validation import Normalize
 from swirl.packed_forward import packed_attention_scope, packed_forward
 from swirl.packing import PackedBatch
 
 
+@dataclass(frozen=True)
+class MicroBatch:
+    """One forward (and backward) pass of an update.
+
+    ``part``: the packed rows of this pass; ``indices``: ``[m]`` int64 positions of its targets in
+    the whole batch's target order (empty for a padding pass, whose one target is a placeholder).
+    """
+
+    part: PackedBatch
+    indices: np.ndarray
+
+    @property
+    def is_padding(self) -> bool:
+        return self.indices.size == 0
+
+
 @dataclass
 class UpdateStats:
-    """Statistics of one update, averaged over targets (``loss`` is the batch loss)."""
+    """Sums over one update's real targets (divide by ``targets`` for means); ``loss`` is this
+    rank's part of the batch loss times the world size (see :func:`target_loss_scale`).
 
-    loss: float
-    logp_mean: float
-    entropy: float
-    kl: float | None
-    clip_frac: float | None
+    ``finite`` is False when a hidden state or the loss was not finite."""
+
+    loss: float = 0.0
+    targets: int = 0
+    logp: float = 0.0
+    entropy: float = 0.0
+    kl: float = 0.0
+    ratio: float = 0.0
+    clipped: float = 0.0
+    finite: bool = True
 
 
-def select_rows(batch: PackedBatch, start: int, stop: int) -> PackedBatch:
+def select_rows(batch: PackedBatch, start: int, stop: int) -> MicroBatch:
     """Rows ``[start, stop)`` of ``batch`` as a batch of their own, trimmed to their longest row.
 
     Targets keep their order and global branch ids; ``target_rows`` are re-based to the new
@@ -45,7 +71,7 @@ def select_rows(batch: PackedBatch, start: int, stop: int) -> PackedBatch:
     row, column = np.divmod(batch.target_rows, length)
     keep = (row >= start) & (row < stop)
     lengths = batch.row_lengths[start:stop]
-    return PackedBatch(
+    part = PackedBatch(
         input_ids=batch.input_ids[start:stop, :width],
         position_ids=batch.position_ids[start:stop, :width],
         parent=batch.parent[start:stop, :width],
@@ -59,26 +85,72 @@ def select_rows(batch: PackedBatch, start: int, stop: int) -> PackedBatch:
         naive_tokens=int(lengths.sum()),  # per-branch prefixes are not tracked per row
         packed_tokens=int(lengths.sum()),
     )
+    return MicroBatch(part, np.flatnonzero(keep))
 
 
-def row_groups(batch: PackedBatch) -> Iterator[PackedBatch]:
-    """The batch one row at a time: the packer sizes a row to one micro-batch of tokens."""
-    rows = batch.shape[0]
-    if rows == 1:
-        yield batch
-        return
-    for start in range(rows):
-        yield select_rows(batch, start, start + 1)
+def padding_pass(pad_id: int) -> MicroBatch:
+    """A one-token pass with one placeholder target: it runs the model (and so FSDP's collectives)
+    and contributes exactly 0 to the loss and the gradients."""
+
+    def one(value: int, dtype: type) -> np.ndarray:
+        return np.array([[value]], dtype=dtype)
+
+    part = PackedBatch(
+        input_ids=one(pad_id, np.int32),
+        position_ids=one(0, np.int32),
+        parent=one(-1, np.int32),
+        subtree_end=one(1, np.int32),
+        row_lengths=np.array([1], dtype=np.int32),
+        target_rows=np.array([0], dtype=np.int64),
+        target_ids=np.array([pad_id], dtype=np.int32),
+        target_weights=np.zeros(1, dtype=np.float32),
+        target_branch=np.zeros(1, dtype=np.int32),
+        num_branches=1,
+        naive_tokens=1,
+        packed_tokens=1,
+    )
+    return MicroBatch(part, np.zeros(0, dtype=np.int64))
 
 
-def _share(
-    part: PackedBatch, whole_targets: int, whole_branches: int, normalize: Normalize
-) -> float:
-    if normalize == "token":
-        return part.num_targets / whole_targets
-    if normalize == "branch":
-        return len(set(part.target_branch.tolist())) / whole_branches
-    return 1.0
+def row_passes(batch: PackedBatch) -> list[MicroBatch]:
+    """One pass per row of ``batch`` that holds targets (the packer sizes a row to a micro-batch)."""
+    if not batch.num_targets:
+        return []
+    passes = (select_rows(batch, row, row + 1) for row in range(batch.shape[0]))
+    return [p for p in passes if not p.is_padding]
+
+
+def pad_passes(passes: list[MicroBatch], count: int, *, pad_id: int) -> list[MicroBatch]:
+    """``passes`` followed by padding passes up to ``count``, the most passes any data-parallel
+    rank needs."""
+    if len(passes) > count:
+        raise ValueError(f"{len(passes)} passes do not fit in {count}")
+    return passes + [padding_pass(pad_id) for _ in range(count - len(passes))]
+
+
+def target_loss_scale(
+    batch: PackedBatch,
+    normalize: Normalize,
+    *,
+    total_targets: int,
+    total_branches: int,
+    world_size: int,
+) -> torch.Tensor:
+    """``[M]`` float32 final loss weight of every target of this rank's ``batch``.
+
+    The normalisation uses the totals over all ranks, so the sum of ``weight * loss term`` over
+    all ranks is the batch loss; it is multiplied by ``world_size`` because FSDP averages the
+    ranks' gradients instead of adding them.
+    """
+    branch = torch.from_numpy(batch.target_branch).long()
+    weights = normalization_weights(
+        normalize,
+        branch,
+        batch.num_targets,
+        total_targets=total_targets,
+        total_branches=total_branches,
+    )
+    return weights * world_size
 
 
 class PackedPolicy(torch.nn.Module):
@@ -87,30 +159,44 @@ class PackedPolicy(torch.nn.Module):
     be the FSDP root: the root's (embedding / head) parameters are gathered for exactly this call.
     """
 
-    def __init__(self, model: torch.nn.Module, *, autocast: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        autocast: torch.dtype | None = None,
+        temperature: float = 1.0,
+    ) -> None:
         """``autocast``: run the decoder under ``torch.autocast`` in this dtype (e.g. bf16) while
-        the weights and the optimizer stay fp32; the fused loss accumulates in fp32 anyway."""
+        the weights and the optimizer stay fp32; the fused loss accumulates in fp32 anyway.
+        ``temperature``: the logits are divided by it, as the sampler divides them, so log-probs,
+        ratios, KL and entropy are those of the distribution the actions were drawn from."""
         super().__init__()
         self.model = model
         self.autocast = autocast
+        self.temperature = temperature
 
     def forward(
         self, part: PackedBatch, loss_options: dict | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]] | torch.Tensor | None:
-        """``[M]`` fp32 log-probs, or ``(loss, stats)``; None when a hidden state is not finite
-        (``policy_loss`` refuses non-finite inputs; the caller skips the update)."""
+    ) -> tuple[torch.Tensor, dict[str, float] | None] | torch.Tensor | None:
+        """``[M]`` fp32 log-probs (None when a hidden state is not finite), or ``(loss, stats)``.
+
+        With a non-finite hidden state the loss is ``0 * (hidden.sum() + head.sum())`` and stats
+        are None: the caller still runs its backward, so every rank reduces the same gradients
+        (the update is then skipped everywhere)."""
         device_type = next(self.model.parameters()).device.type
         with torch.autocast(
             device_type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
         ):
             hidden = packed_forward(self.model, part)
-        if not bool(torch.isfinite(hidden).all()):
-            return None
         head = self.model.get_output_embeddings()
-        softcap = getattr(self.model.config, "final_logit_softcapping", None)
-        device = hidden.device
         # Under autocast the head runs in the hidden states' dtype too (the cast is differentiable).
         weight = head.weight if head.weight.dtype == hidden.dtype else head.weight.to(hidden.dtype)
+        if not bool(torch.isfinite(hidden).all()):
+            if loss_options is None:
+                return None
+            return (hidden.float().sum() + weight.float().sum()) * 0.0, None
+        softcap = getattr(self.model.config, "final_logit_softcapping", None)
+        device = hidden.device
         inputs = (
             hidden.reshape(-1, hidden.shape[-1]),
             weight,
@@ -118,84 +204,91 @@ class PackedPolicy(torch.nn.Module):
             torch.from_numpy(part.target_ids).to(device, torch.long),
         )
         if loss_options is None:
-            return target_logprobs(*inputs, softcap=softcap)
+            return target_logprobs(*inputs, softcap=softcap, temperature=self.temperature)
         advantages = torch.from_numpy(part.target_weights).to(device)
-        branch = torch.from_numpy(part.target_branch).to(device, torch.long)
         options = {
             key: value.to(device) if isinstance(value, torch.Tensor) else value
             for key, value in loss_options.items()
         }
         return policy_loss(
-            *inputs, advantages, branch=branch, softcap=softcap, return_entropy=True, **options
+            *inputs,
+            advantages,
+            softcap=softcap,
+            temperature=self.temperature,
+            normalize="sum",
+            return_entropy=True,
+            **options,
         )
 
 
 @torch.no_grad()
-def packed_logprobs(policy: PackedPolicy, batch: PackedBatch) -> torch.Tensor:
-    """``[M]`` fp32 log-probs of every target of ``batch`` (no grad; NaN where not finite)."""
-    out = []
-    for part in row_groups(batch):
-        if part.num_targets == 0:
-            continue
-        logp = policy(part)
-        out.append(torch.full((part.num_targets,), math.nan) if logp is None else logp.cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+def packed_logprobs(policy: PackedPolicy, passes: Sequence[MicroBatch]) -> torch.Tensor:
+    """``[M]`` fp32 log-probs of every target of the batch ``passes`` cover, in the batch's target
+    order (no grad; NaN where a hidden state was not finite). Runs every pass, padding included."""
+    total = sum(p.indices.size for p in passes)
+    out = torch.full((total,), torch.nan)
+    for micro in passes:
+        logp = policy(micro.part)
+        if not micro.is_padding and logp is not None:
+            out[torch.from_numpy(micro.indices)] = logp.float().cpu()
+    return out
 
 
 def accumulate_policy_gradient(
     policy: PackedPolicy,
-    batch: PackedBatch,
+    passes: Sequence[MicroBatch],
+    target_scale: torch.Tensor,
     *,
-    normalize: Normalize,
     old_logp: torch.Tensor | None = None,
     ref_logp: torch.Tensor | None = None,
     clip_eps: float | None = None,
     kl_coef: float = 0.0,
-    loss_scale: float = 1.0,
 ) -> UpdateStats:
-    """Forward + backward of the policy loss over all rows of ``batch``; gradients accumulate in
-    the parameters' ``.grad`` (the caller steps the optimizer).
+    """Forward + backward of the policy loss over every pass (padding included); gradients
+    accumulate in the parameters' ``.grad`` (the caller steps the optimizer).
 
-    ``batch.target_weights`` are the per-target advantages. ``old_logp``/``ref_logp`` are ``[M]``
-    in the batch's target order. ``loss_scale`` multiplies the loss before backward (data-parallel
-    ranks use it to turn FSDP's gradient average into a global normalisation).
+    ``passes[i].part.target_weights`` are the per-target advantages. ``target_scale``,
+    ``old_logp`` and ``ref_logp`` are ``[M]`` in the batch's target order (see
+    :func:`target_loss_scale`, :func:`packed_logprobs`).
     """
-    whole_targets = batch.num_targets
-    whole_branches = len(set(batch.target_branch.tolist()))
-    totals = {"loss": 0.0, "logp_mean": 0.0, "entropy": 0.0, "kl": 0.0, "clip_frac": 0.0}
-    offset = 0
-    for part in row_groups(batch):
-        count = part.num_targets
-        if count == 0:
-            continue
-        window = slice(offset, offset + count)
-        offset += count
+    totals = UpdateStats()
+    for micro in passes:
         # Forward and backward in one attention scope: checkpointed layers recompute in backward.
         with packed_attention_scope(policy.model):
-            result = policy(
-                part,
+            loss, stats = policy(
+                micro.part,
                 {
-                    "old_logp": None if old_logp is None else old_logp[window],
-                    "ref_logp": None if ref_logp is None else ref_logp[window],
+                    "target_scale": _take(target_scale, micro),
+                    "old_logp": _take(old_logp, micro),
+                    "ref_logp": _take(ref_logp, micro),
                     "clip_eps": clip_eps if old_logp is not None else None,
                     "kl_coef": kl_coef if ref_logp is not None else 0.0,
-                    "normalize": normalize,
                 },
             )
-            if result is None:
-                totals["loss"] = math.nan
-                continue
-            loss, stats = result
-            share = _share(part, whole_targets, whole_branches, normalize)
-            (loss * share * loss_scale).backward()
-        totals["loss"] += loss.item() * share
-        fraction = count / whole_targets
-        for key in ("logp_mean", "entropy", "kl", "clip_frac"):
-            totals[key] += stats.get(key, 0.0) * fraction
-    return UpdateStats(
-        loss=totals["loss"],
-        logp_mean=totals["logp_mean"],
-        entropy=totals["entropy"],
-        kl=totals["kl"] if ref_logp is not None else None,
-        clip_frac=totals["clip_frac"] if (old_logp is not None and clip_eps is not None) else None,
-    )
+            loss.backward()
+        if stats is None:
+            totals.finite = False
+            continue
+        totals.loss += loss.item()
+        if micro.is_padding:
+            continue
+        count = micro.indices.size
+        totals.targets += count
+        totals.logp += stats["logp_mean"] * count
+        totals.entropy += stats["entropy"] * count
+        totals.kl += stats.get("kl", 0.0) * count
+        totals.ratio += stats.get("ratio_mean", 0.0) * count
+        totals.clipped += stats.get("clip_frac", 0.0) * count
+    if not np.isfinite(totals.loss):
+        totals.finite = False
+    return totals
+
+
+def _take(values: torch.Tensor | None, micro: MicroBatch) -> torch.Tensor | None:
+    """The entries of ``[M]`` ``values`` for the targets of ``micro`` (0 for a padding pass's
+    placeholder target)."""
+    if values is None:
+        return None
+    if micro.is_padding:
+        return torch.zeros(1)
+    return values[torch.from_numpy(micro.indices)]

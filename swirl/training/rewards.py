@@ -4,6 +4,10 @@ A sampled action is never executed in the trajectory, but the judge must see wha
 a search query is run to learn which documents it would retrieve, a calculator expression is
 evaluated. The candidate step is put after the recorded steps before its state, and the judge
 labels that last step; GOOD is reward 1, BAD 0, an unknown verdict drops the sample.
+
+An action the environment would not execute gets reward 0 without asking the judge (an LLM judge
+could call it GOOD): one without a valid action tag, one cut off by the token budget, or one that
+calls a tool the task does not have.
 """
 
 from __future__ import annotations
@@ -51,10 +55,24 @@ class StepScorer:
             )
         return step
 
+    def invalid_reason(self, completion: Completion) -> str | None:
+        """Why the environment would refuse to execute this action, or None when it is valid."""
+        if completion.finish_reason == "length":
+            return "cut off by the token budget"
+        action = parse_action(completion.text)
+        if action.kind in ("none", "invalid"):
+            return "no valid action tag"
+        if action.kind != "answer" and action.kind not in self.tools:
+            return f"no {action.kind} tool in this task"
+        return None
+
     def score(self, pairs: Sequence[tuple[SubTrajectory, Completion]]) -> list[float | None]:
-        """Reward per pair: 1.0 (GOOD), 0.0 (BAD) or None (the judge could not decide)."""
+        """Reward per pair: 1.0 (GOOD), 0.0 (BAD or invalid) or None (the judge could not
+        decide). Only valid actions are sent to the judge."""
+        rewards: list[float | None] = [0.0] * len(pairs)
+        asked: list[int] = []
         batch: list[tuple[Example, Trajectory]] = []
-        for state, completion in pairs:
+        for index, (state, completion) in enumerate(pairs):
             trajectory = self.trajectories.get(state.trajectory_id)
             example = self.examples.get(state.example_id)
             if trajectory is None or example is None:
@@ -63,12 +81,14 @@ class StepScorer:
                     f"state {state.trajectory_id} step {state.step_index}: its {missing} is not "
                     "loaded (pass the --data the trajectories were generated from)"
                 )
+            if self.invalid_reason(completion) is not None:
+                continue
             steps = [*trajectory.steps[: state.step_index], self.candidate_step(completion)]
             batch.append((example, msgspec.structs.replace(trajectory, steps=steps)))
-        labelled = self.judge.judge(batch, "process")
-        rewards: list[float | None] = []
-        for trajectory in labelled:
+            asked.append(index)
+        labelled = self.judge.judge(batch, "process") if batch else []
+        for index, trajectory in zip(asked, labelled, strict=True):
             label = trajectory.steps[-1].process
             verdict = None if label is None else label.verdict
-            rewards.append(None if verdict is None else float(verdict))
+            rewards[index] = None if verdict is None else float(verdict)
         return rewards

@@ -20,8 +20,11 @@ from swirl.training.trees import ActionSample
 
 
 class ActionSource(Protocol):
-    def samples(self, states: Sequence[SubTrajectory], step: int) -> list[ActionSample]:
-        """The actions to train on at ``states`` in optimizer step ``step``."""
+    def samples(
+        self, states: Sequence[SubTrajectory], step: int, occurrences: Sequence[int]
+    ) -> list[ActionSample]:
+        """The actions to train on at ``states`` in optimizer step ``step``; ``occurrences[i]``
+        counts the earlier draws of ``states[i]`` in this step (a state can be drawn twice)."""
         ...
 
 
@@ -32,7 +35,9 @@ class RecordedActions:
     def __init__(self, reward: Literal["label", "one"]) -> None:
         self.reward = reward
 
-    def samples(self, states: Sequence[SubTrajectory], step: int) -> list[ActionSample]:
+    def samples(
+        self, states: Sequence[SubTrajectory], step: int, occurrences: Sequence[int]
+    ) -> list[ActionSample]:
         out = []
         for index, state in enumerate(states):
             if self.reward == "one":
@@ -47,8 +52,9 @@ class RecordedActions:
 class SampledActions:
     """G samples per state from ``backend`` (the live policy), scored by ``scorer``.
 
-    Seeds are derived from (seed, step, state, sample), so a resumed run samples what the
-    uninterrupted run would have.
+    Seeds are derived from (seed, step, state, occurrence of the state in the step, sample), so a
+    resumed run samples what the uninterrupted run would have, and a state drawn twice in one
+    step gets independent samples.
     """
 
     def __init__(
@@ -66,14 +72,16 @@ class SampledActions:
         self.params = msgspec.structs.replace(params, stop_at_action=True)
         self.seed = seed
 
-    def samples(self, states: Sequence[SubTrajectory], step: int) -> list[ActionSample]:
+    def samples(
+        self, states: Sequence[SubTrajectory], step: int, occurrences: Sequence[int]
+    ) -> list[ActionSample]:
         prompts, params, owners = [], [], []
-        for index, state in enumerate(states):
+        for index, (state, occurrence) in enumerate(zip(states, occurrences, strict=True)):
             room = self.backend.context_length - len(state.state_token_ids)
             if room < 1:
                 continue  # the state fills the context: nothing can be sampled
             for sample in range(self.samples_per_state):
-                key = (self.seed, step, state.trajectory_id, state.step_index, sample)
+                key = (self.seed, step, state.trajectory_id, state.step_index, occurrence, sample)
                 params.append(
                     msgspec.structs.replace(
                         self.params,

@@ -9,41 +9,45 @@ states share one context), and runs the fused policy loss row group by row group
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import torch
 
 from swirl.jsonl import read_jsonl
 from swirl.judge.base import Judge
-from swirl.packing import pack
-from swirl.schema import Trajectory
+from swirl.packing import PackedBatch, pack
+from swirl.schema import SubTrajectory, Trajectory
 from swirl.training import distributed as dd
-from swirl.training.advantages import Baseline, group_advantages
+from swirl.training.advantages import Baseline, group_advantages, resolve_baseline
 from swirl.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from swirl.training.config import TrainConfig
 from swirl.training.metrics_log import MetricsLog, read_metrics
 from swirl.training.objective import (
+    MicroBatch,
     PackedPolicy,
     UpdateStats,
     accumulate_policy_gradient,
     packed_logprobs,
+    pad_passes,
+    row_passes,
+    target_loss_scale,
 )
 from swirl.training.plots import plot_curves
 from swirl.training.schedule import make_scheduler
 from swirl.training.sources import ActionSource, RecordedActions, SampledActions
 from swirl.training.states import StateStream, training_states
-from swirl.training.trees import build_sequences
+from swirl.training.trees import ActionSample, build_sequences
 
-DEFAULT_BASELINE: dict[str, Baseline] = {
-    "online": "group_mean",
-    "offline": "batch_mean",
-    "sft": "none",
-}
+log = logging.getLogger(__name__)
 
 
 class NonFiniteError(RuntimeError):
@@ -64,6 +68,63 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class Collected:
+    """One rank's actions of a step: ``rewards`` and ``advantages`` are ``[S]`` over ``scored``
+    (the samples whose reward is known); ``seconds`` is the wall time of sampling and judging."""
+
+    states: list[SubTrajectory]
+    samples: list[ActionSample]
+    scored: list[ActionSample]
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One rank's packed batch, its forward passes (padded to the most any rank runs) and the
+    ``[M]`` final loss weight of every target (:func:`target_loss_scale`)."""
+
+    batch: PackedBatch
+    passes: list[MicroBatch]
+    scale: torch.Tensor
+
+
+def stage1_turn_budget(trajectories: Sequence[Trajectory]) -> int:
+    """The per-turn token budget the trajectories were generated with (their ``max_new_tokens``
+    metadata), so online samples are as long as the recorded actions may be. Files written
+    before it was recorded: the longest recorded action, a lower bound of that budget."""
+    recorded = [t.metadata.get("max_new_tokens") for t in trajectories]
+    budgets = [int(b) for b in recorded if isinstance(b, int | float)]
+    if budgets:
+        return max(budgets)
+    return max((len(s.token_ids) for t in trajectories for s in t.steps), default=1)
+
+
+def offline_states(
+    states: list[SubTrajectory], baseline: Baseline, source: str
+) -> list[SubTrajectory]:
+    """The states whose recorded action carries a process label; refuses data on which the
+    baseline gives every action advantage 0."""
+    labelled = [s for s in states if s.process is not None and s.process.verdict is not None]
+    if not labelled:
+        raise ValueError(
+            f"{source}: no step carries a process label; run `swirl judge` first (offline mode "
+            "trains on the stored labels)"
+        )
+    verdicts = {s.process.verdict for s in labelled if s.process is not None}
+    if baseline == "batch_mean" and len(verdicts) == 1:
+        label = "GOOD" if verdicts.pop() else "BAD"
+        raise ValueError(
+            f"{source}: all {len(labelled)} labelled steps are {label} (a process-filtered file?), "
+            "so the batch-mean baseline gives every action advantage 0 and nothing is learned; "
+            "train offline on the labelled, unfiltered trajectories (the output of `swirl judge`) "
+            "or use --baseline none"
+        )
+    return labelled
+
+
 class Trainer:
     """Build with a :class:`TrainConfig`; :meth:`train` runs (or resumes) to ``config.steps``."""
 
@@ -77,6 +138,11 @@ class Trainer:
     ) -> None:
         """``judge`` overrides ``config.judge`` (any object with the Judge protocol, e.g. a custom
         reward); ``resume=False`` ignores checkpoints in ``config.out``."""
+        self.trajectories = read_jsonl(config.trajectories, Trajectory)
+        if config.mode == "online" and config.max_new_tokens is None:
+            config = msgspec.structs.replace(
+                config, max_new_tokens=stage1_turn_budget(self.trajectories)
+            )
         self.config = config
         self.out = Path(config.out)
         self.progress = progress
@@ -86,15 +152,10 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
         torch.manual_seed(config.seed)
 
-        self.trajectories = read_jsonl(config.trajectories, Trajectory)
         states = training_states(self.trajectories)
+        self.baseline: Baseline = resolve_baseline(config.mode, config.baseline)
         if config.mode == "offline":
-            states = [s for s in states if s.process is not None and s.process.verdict is not None]
-            if not states:
-                raise ValueError(
-                    f"{config.trajectories}: no step carries a process label; run `swirl judge` "
-                    "first (offline mode trains on the stored labels)"
-                )
+            states = offline_states(states, self.baseline, config.trajectories)
         checkpoint = latest_checkpoint(self.out / "checkpoints") if resume else None
         self.start_step = 0
         position = 0
@@ -105,6 +166,7 @@ class Trainer:
 
         self.model, self.tokenizer = self._load_policy(checkpoint)
         self.vocab_size = int(self.model.config.vocab_size)
+        self.pad_id = self.tokenizer.pad_token_id or 0
         # Data-parallel ranks sample from a full (unsharded) copy, refreshed after each step, so
         # generation runs without collectives however many forward passes each rank needs.
         self.sampler = (
@@ -113,9 +175,15 @@ class Trainer:
             else self.model
         )
         autocast = torch.bfloat16 if config.dtype == "bf16" else None
-        self.policy = dd.shard_policy(PackedPolicy(self.model, autocast=autocast), self.dist)
+        # Online, the loss scores the sampled actions under the distribution they were drawn from.
+        temperature = config.temperature if config.mode == "online" else 1.0
+        self.policy = dd.shard_policy(
+            PackedPolicy(self.model, autocast=autocast, temperature=temperature), self.dist
+        )
         self.reference = (
-            PackedPolicy(self._initial_policy(), autocast=autocast) if config.kl_coef > 0 else None
+            PackedPolicy(self._initial_policy(), autocast=autocast, temperature=temperature)
+            if config.kl_coef > 0
+            else None
         )
         self.trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -132,14 +200,11 @@ class Trainer:
             optimizer_state, _ = load_trainer_state(checkpoint, scheduler=self.scheduler)
             dd.load_optimizer_state(self.policy, self.optimizer, optimizer_state, self.dist)
         self.source = self._action_source(judge)
-        self.baseline: Baseline = (
-            DEFAULT_BASELINE[config.mode] if config.baseline is None else config.baseline
-        )
 
     # -- setup -----------------------------------------------------------------------------
 
     def _load_policy(self, checkpoint: Path | None) -> tuple[torch.nn.Module, Any]:
-        from swirl.model import load_model
+        from swirl.model import disable_dropout, load_model
 
         config = self.config
         lora_checkpoint = checkpoint is not None and config.lora is not None
@@ -177,6 +242,10 @@ class Trainer:
                         task_type="CAUSAL_LM",
                     ),
                 )
+        if config.mode != "sft":
+            # The sampler runs in eval mode: with dropout on, the scored distribution would not be
+            # the sampled one (the first PPO ratio != 1, the initial KL != 0).
+            disable_dropout(model)
         model.train()
         return model, tokenizer
 
@@ -214,6 +283,7 @@ class Trainer:
             tools=tools_for_examples(list(examples.values()), config.data, split=config.data_split),
             tokenizer=self.tokenizer,
         )
+        assert config.max_new_tokens is not None  # resolved in __init__
         params = SamplingParams(
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
         )
@@ -225,119 +295,207 @@ class Trainer:
             seed=config.seed,
         )
 
-    # -- one step --------------------------------------------------------------------------
+    # -- one step: collect, pack, update, record -------------------------------------------
 
-    def _rank_states(self) -> list:
-        """This rank's share of the step's states (every rank advances the stream alike)."""
+    def _all_reduce(self, values: list[float]) -> list[float]:
+        return dd.all_reduce_sum(values, self.dist)
+
+    def _rank_states(self) -> tuple[list[SubTrajectory], list[int]]:
+        """This rank's share of the step's states and how often each was drawn before it in the
+        step (every rank advances the stream alike and counts over all ranks' states)."""
         states = self.stream.take(self.config.states_per_step * self.dist.world_size)
-        return states[self.dist.rank :: self.dist.world_size]
+        seen: Counter[tuple[str, int]] = Counter()
+        occurrences = []
+        for state in states:
+            key = (state.trajectory_id, state.step_index)
+            occurrences.append(seen[key])
+            seen[key] += 1
+        share = slice(self.dist.rank, None, self.dist.world_size)
+        return states[share], occurrences[share]
 
-    def _step(self, step: int) -> dict[str, Any]:
-        config = self.config
+    def _collect(self, step: int) -> Collected:
+        """This rank's actions of the step with their rewards and advantages."""
         started = time.perf_counter()
-        states = self._rank_states()
+        states, occurrences = self._rank_states()
         if self.sampler is not self.model:
             dd.refresh_full_copy(self.policy, self.sampler, prefix="model.")
-        samples = self.source.samples(states, step)
-        sampled_at = time.perf_counter()
+        samples = self.source.samples(states, step, occurrences)
         scored = [s for s in samples if s.reward is not None]
         rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
         groups = torch.tensor([s.group for s in scored], dtype=torch.long)
         advantages = group_advantages(
-            rewards, groups, baseline=self.baseline, scale_by_std=config.scale_by_std
+            rewards,
+            groups,
+            baseline=self.baseline,
+            scale_by_std=self.config.scale_by_std,
+            all_reduce=self._all_reduce,
         )
+        return Collected(
+            states, samples, scored, rewards, advantages, time.perf_counter() - started
+        )
+
+    def _pack(self, collected: Collected) -> Packed:
+        """Pack this rank's actions, pad its passes to the most any rank needs, and give every
+        target its final loss weight from the totals over all ranks."""
+        config = self.config
         naive = config.layout == "naive"
-        sequences = build_sequences(scored, advantages.tolist(), share=not naive)
+        sequences = build_sequences(
+            collected.scored, collected.advantages.tolist(), share=not naive
+        )
         batch = pack(
             sequences,
             config.tokens_per_micro_batch,
             share_prefixes=not naive,
             vocab_size=self.vocab_size,
-            pad_id=self.tokenizer.pad_token_id or 0,
+            pad_id=self.pad_id,
         )
-        local = [float(batch.num_targets), float(batch.num_branches), 1.0]
-        total_targets, total_branches, _ = dd.all_reduce_sum(local, self.dist)
-        share = {
-            "token": local[0] / max(total_targets, 1),
-            "branch": local[1] / max(total_branches, 1),
-        }
-        loss_scale = self.dist.world_size * share.get(config.normalize, 1.0 / self.dist.world_size)
-        ref_logp = packed_logprobs(self.reference, batch) if self.reference is not None else None
-        old_logp = packed_logprobs(self.policy, batch) if config.updates_per_batch > 1 else None
-        record: dict[str, Any] = {"step": step + 1}
-        stats: UpdateStats | None = None
-        skipped = 0
+        passes = row_passes(batch)
+        branches = int(np.unique(batch.target_branch).size)
+        total_targets, total_branches = self._all_reduce([float(batch.num_targets), branches])
+        (count,) = dd.all_reduce_max([float(len(passes))], self.dist)
+        scale = target_loss_scale(
+            batch,
+            config.normalize,
+            total_targets=max(int(total_targets), 1),
+            total_branches=max(int(total_branches), 1),
+            world_size=self.dist.world_size,
+        )
+        return Packed(batch, pad_passes(passes, int(count), pad_id=self.pad_id), scale)
+
+    def _update(self, packed: Packed) -> tuple[list[UpdateStats], list[float]]:
+        """``updates_per_batch`` optimizer updates on the packed batch; returns each update's
+        statistics (this rank's sums) and gradient norm. An update whose loss or gradient is not
+        finite on any rank is skipped on every rank (``finite`` False)."""
+        config = self.config
+        passes = packed.passes
+        if not passes:  # no rank has an action to train on
+            return [], []
+        ref_logp = packed_logprobs(self.reference, passes) if self.reference is not None else None
+        old_logp = packed_logprobs(self.policy, passes) if config.updates_per_batch > 1 else None
+        inputs_finite = all(
+            bool(torch.isfinite(v).all()) for v in (ref_logp, old_logp) if v is not None
+        )
+        (bad_inputs,) = dd.all_reduce_max([float(not inputs_finite)], self.dist)
+        if bad_inputs:
+            self.optimizer.zero_grad(set_to_none=True)
+            return [UpdateStats(finite=False)] * config.updates_per_batch, [math.nan]
+        updates, norms = [], []
         for _ in range(config.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
-            if batch.num_targets:
-                stats = accumulate_policy_gradient(
-                    self.policy,
-                    batch,
-                    normalize=config.normalize,
-                    old_logp=old_logp,
-                    ref_logp=ref_logp,
-                    clip_eps=config.clip_eps,
-                    kl_coef=config.kl_coef,
-                    loss_scale=loss_scale,
-                )
+            stats = accumulate_policy_gradient(
+                self.policy,
+                passes,
+                packed.scale,
+                old_logp=old_logp,
+                ref_logp=ref_logp,
+                clip_eps=config.clip_eps,
+                kl_coef=config.kl_coef,
+            )
             grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
-            grad_norm = float(grad_norm)
-            finite = math.isfinite(grad_norm) and (stats is None or math.isfinite(stats.loss))
-            if not finite:
+            norms.append(float(grad_norm))
+            local_bad = not (stats.finite and math.isfinite(norms[-1]))
+            (bad,) = dd.all_reduce_max([float(local_bad)], self.dist)
+            stats.finite = not bad
+            updates.append(stats)
+            if bad:
                 self.optimizer.zero_grad(set_to_none=True)
-                skipped += 1
                 continue
             self.optimizer.step()
             self.scheduler.step()
-        elapsed = time.perf_counter() - started
-        record.update(
-            self._global_stats(stats, rewards, advantages, local[0] / max(total_targets, 1))
+        return updates, norms
+
+    def _step(self, step: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        collected = self._collect(step)
+        packed = self._pack(collected)
+        updates, norms = self._update(packed)
+        return self._record(step, collected, packed, updates, norms, started)
+
+    def _record(
+        self,
+        step: int,
+        collected: Collected,
+        packed: Packed,
+        updates: list[UpdateStats],
+        norms: list[float],
+        started: float,
+    ) -> dict[str, Any]:
+        """The step's metrics over all ranks; every key is defined in :data:`METRICS`."""
+        mode = self.config.mode
+        advantages = collected.advantages
+        local = [
+            float(collected.rewards.sum()),
+            float(advantages.sum()),
+            float(advantages.square().sum()),
+            float(advantages.abs().sum()),
+            float(advantages.numel()),
+            float(len(collected.states)),
+            float(len(collected.samples)),
+            float(packed.batch.packed_tokens),
+            float(packed.batch.naive_tokens),
+        ]
+        fields = ("loss", "targets", "logp", "entropy", "kl", "ratio", "clipped")
+        for stats in updates:
+            local += [float(getattr(stats, name)) for name in fields]
+        reduced = self._all_reduce(local)
+        (reward_sum, advantage_sum, advantage_square, advantage_abs, scored, states, actions) = (
+            reduced[:7]
         )
+        packed_tokens, naive_tokens = reduced[7:9]
+        per_update = [
+            dict(zip(fields, reduced[9 + i * len(fields) : 9 + (i + 1) * len(fields)], strict=True))
+            for i in range(len(updates))
+        ]
+        elapsed = time.perf_counter() - started
+        kl_key = "kl" if mode == "online" else "k3_recorded"
+        record: dict[str, Any] = {"step": step + 1}
+        record.update(dict.fromkeys(("reward", "advantage_mean", "advantage_std", "loss")))
+        record.update(dict.fromkeys(("logp_mean", "entropy", kl_key, "ratio_mean", "clip_frac")))
+        if scored and mode != "sft":  # SFT: every recorded action weighs 1, there is no reward
+            mean = advantage_sum / scored
+            record["reward"] = reward_sum / scored
+            record["advantage_mean"] = mean
+            record["advantage_std"] = math.sqrt(max(advantage_square / scored - mean * mean, 0.0))
+            if advantage_abs == 0:
+                log.warning(
+                    "step %d: every advantage is 0 (the rewards are equal within each baseline "
+                    "group), so only the KL term trains",
+                    step + 1,
+                )
+        finite = [u for u, stats in zip(per_update, updates, strict=True) if stats.finite]
+        world = self.dist.world_size
+        record["loss"] = sum(u["loss"] for u in finite) / (world * len(finite)) if finite else None
+        first = per_update[0] if finite and updates[0].finite else None
+        if first is not None and first["targets"]:
+            count = first["targets"]
+            record["logp_mean"] = first["logp"] / count
+            record["entropy"] = first["entropy"] / count
+            if self.reference is not None:
+                record[kl_key] = first["kl"] / count
+        if self.config.updates_per_batch > 1 and finite:
+            count = sum(u["targets"] for u in finite) or 1
+            record["ratio_mean"] = sum(u["ratio"] for u in finite) / count
+            if self.config.clip_eps is not None:
+                record["clip_frac"] = sum(u["clipped"] for u in finite) / count
         record.update(
             {
-                "grad_norm": grad_norm,
+                "grad_norm": norms[0] if norms else None,
                 "lr": self.scheduler.get_last_lr()[0],
-                "states": len(states),
-                "actions": len(samples),
-                "unscored": len(samples) - len(scored),
-                "tokens_packed": batch.packed_tokens,
-                "tokens_naive": batch.naive_tokens,
-                "pack_ratio": batch.ratio,
-                "tokens_per_s": batch.packed_tokens / max(elapsed - (sampled_at - started), 1e-9),
-                "sample_time_s": sampled_at - started,
+                "states": int(states),
+                "actions": int(actions),
+                "unscored": int(actions - scored),
+                "tokens_packed": int(packed_tokens),
+                "tokens_naive": int(naive_tokens),
+                "pack_ratio": naive_tokens / packed_tokens if packed_tokens else 1.0,
+                "tokens_per_s": packed_tokens / max(elapsed - collected.seconds, 1e-9),
+                "sample_time_s": collected.seconds,
                 "step_time_s": elapsed,
-                "skipped_updates": skipped,
+                "skipped_updates": sum(not u.finite for u in updates),
             }
         )
         return record
-
-    def _global_stats(
-        self,
-        stats: UpdateStats | None,
-        rewards: torch.Tensor,
-        advantages: torch.Tensor,
-        target_share: float,
-    ) -> dict[str, float | None]:
-        """Loss and per-target means over all ranks (each rank weighted by its share of targets),
-        reward and advantage statistics over all ranks' actions."""
-        keys = ("loss", "logp_mean", "entropy", "kl", "clip_frac")
-        values = [getattr(stats, k) if stats is not None else None for k in keys]
-        weighted = [0.0 if v is None else v * target_share for v in values]
-        moments = [float(rewards.sum()), float(advantages.pow(2).sum()), float(rewards.numel())]
-        reduced = dd.all_reduce_sum(weighted + moments, self.dist)
-        out: dict[str, float | None] = {
-            key: None if value is None else total
-            for key, value, total in zip(keys, values, reduced[: len(keys)], strict=True)
-        }
-        reward_sum, advantage_square, count = reduced[len(keys) :]
-        # Advantages are centred per state, so their spread is their root mean square.
-        out["reward"] = reward_sum / count if count else None
-        out["advantage_std"] = math.sqrt(advantage_square / count) if count else None
-        if self.config.mode == "sft":  # every recorded action weighs 1: there is no reward
-            out["reward"] = out["advantage_std"] = None
-        return out
 
     # -- the loop --------------------------------------------------------------------------
 
