@@ -15,13 +15,14 @@ is the maximum over them. GSM8K numeric match compares numbers, not strings ("$1
 Intervals (all 95%): proportions (0/1 metrics) use the Wilson score interval, which stays inside
 [0, 1] and behaves at 0% and 100%; means (F1, process label, tool calls) use the normal
 approximation mean +- 1.96 * s / sqrt(n) with the sample standard deviation, clipped to the
-metric's range when it has one. :func:`bootstrap_interval` gives a percentile bootstrap instead.
+metric's range when it has one. :func:`bootstrap_interval` gives a percentile bootstrap instead;
+its parts (:func:`bootstrap_means`, :func:`percentile_interval`) also serve the paired comparisons
+of :mod:`swirl.paired`.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import re
 import string
 import unicodedata
@@ -31,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 import msgspec
+import numpy as np
 
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
@@ -210,17 +212,53 @@ def mean_interval(values: Sequence[float], bounds: tuple[float, float] | None = 
     return Estimate(mean=mean, low=low, high=high, n=count, method="normal")
 
 
+# Resampled indices are drawn in blocks of about this many, so that memory stays bounded (a few
+# MiB) however many values and resamples there are.
+_BOOTSTRAP_BLOCK = 1 << 20
+
+
+def bootstrap_means(values: Sequence[float], resamples: int, seed: int) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples of ``values``, shape ``(resamples,)``.
+
+    Each resample draws ``len(values)`` indices uniformly with replacement; the draws come from
+    ``numpy.random.default_rng(seed)``, so the result depends only on the values, ``resamples``
+    and ``seed``. Resampling the per-question differences of two arms is the paired bootstrap:
+    every resample takes the same questions from both arms.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1 or data.size == 0:
+        raise ValueError(f"bootstrap_means: need a non-empty 1-D array, got shape {data.shape}")
+    if resamples < 1:
+        raise ValueError(f"bootstrap_means: need resamples >= 1, got {resamples}")
+    count = data.size
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOTSTRAP_BLOCK // count)
+    means = np.empty(resamples)
+    for start in range(0, resamples, rows):
+        stop = min(resamples, start + rows)
+        indices = rng.integers(0, count, size=(stop - start, count), dtype=np.int32)
+        means[start:stop] = data[indices].mean(axis=1)
+    return means
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of ``samples`` (1-D).
+
+    The order statistics are rounded outwards (the lower one down, the upper one up), never
+    interpolated, so both ends are values of ``samples`` and the interval is never too narrow.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"percentile_interval: need 0 < confidence < 1, got {confidence}")
+    tail = (1.0 - confidence) / 2
+    low = np.quantile(samples, tail, method="lower")
+    high = np.quantile(samples, 1.0 - tail, method="higher")
+    return float(low), float(high)
+
+
 def bootstrap_interval(values: Sequence[float], resamples: int = 2000, seed: int = 0) -> Estimate:
     """Mean with a 95% percentile-bootstrap interval (reproducible for a given ``seed``)."""
     count = len(values)
     if count == 0:
         return Estimate(mean=None, low=None, high=None, n=0, method="bootstrap")
-    rng = random.Random(seed)
-    means = sorted(math.fsum(rng.choices(values, k=count)) / count for _ in range(resamples))
-    return Estimate(
-        mean=math.fsum(values) / count,
-        low=means[int(0.025 * (resamples - 1))],
-        high=means[math.ceil(0.975 * (resamples - 1))],
-        n=count,
-        method="bootstrap",
-    )
+    low, high = percentile_interval(bootstrap_means(values, resamples, seed))
+    return Estimate(mean=math.fsum(values) / count, low=low, high=high, n=count, method="bootstrap")

@@ -6,10 +6,12 @@ import math
 import random
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from swirl.metrics import (
     bootstrap_interval,
+    bootstrap_means,
     cover_match,
     exact_match,
     f1,
@@ -17,6 +19,7 @@ from swirl.metrics import (
     normalize_answer,
     numeric_match,
     parse_number,
+    percentile_interval,
     wilson_interval,
 )
 
@@ -246,3 +249,35 @@ def test_bootstrap_interval_is_reproducible_and_sane() -> None:
     assert first.low < first.mean < first.high
     assert first.low == pytest.approx(normal.low, abs=0.05)
     assert first.high == pytest.approx(normal.high, abs=0.05)
+
+
+def test_bootstrap_means() -> None:
+    values = [1.0, 2.0, 6.0]
+    means = bootstrap_means(values, resamples=500, seed=3)
+    assert means.shape == (500,)
+    assert np.array_equal(means, bootstrap_means(values, resamples=500, seed=3))
+    # Each mean is of three draws from the values: the sums of the 10 multisets, all of them seen.
+    assert set(np.round(means * 3).astype(int)) == {3, 4, 5, 6, 8, 9, 10, 13, 14, 18}
+    assert means.mean() == pytest.approx(3.0, abs=0.15)
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_means([], resamples=10, seed=0)
+    with pytest.raises(ValueError, match="resamples >= 1"):
+        bootstrap_means(values, resamples=0, seed=0)
+
+
+def test_bootstrap_means_in_blocks_match_one_draw_per_block() -> None:
+    """Large inputs are resampled in blocks; every block is a full set of fresh resamples."""
+    values = np.arange(2**19, dtype=np.float64)  # two resamples per block
+    means = bootstrap_means(values, resamples=5, seed=0)
+    assert len(set(means.tolist())) == 5
+    assert means == pytest.approx(np.full(5, values.mean()), rel=0.01)
+
+
+def test_percentile_interval_rounds_outwards() -> None:
+    samples = np.arange(101, dtype=np.float64)  # 0, 1, ..., 100
+    assert percentile_interval(samples) == (2.0, 98.0)
+    assert percentile_interval(samples + 0.5, confidence=0.5) == (25.5, 75.5)
+    # 0.025 * 9 = 0.225 and 0.975 * 9 = 8.775: the order statistics 0 and 9, not 1 and 8.
+    assert percentile_interval(np.arange(10.0)) == (0.0, 9.0)
+    with pytest.raises(ValueError, match="confidence"):
+        percentile_interval(samples, confidence=1.0)
