@@ -24,6 +24,7 @@ import msgspec
 from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
 from swirl.prompts import TEMPLATES, ChatTurns, PromptTemplate, observation_content, render_chat
 from swirl.schema import Example, Step, Termination, Trajectory
+from swirl.settings import RolloutSettings, ToolSettings
 from swirl.tags import parse_action
 from swirl.tools.base import Tool
 
@@ -48,6 +49,18 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True):
     observation_max_tokens: int = 256
     max_context_tokens: int | None = None
     max_live_episodes: int = 32
+
+    @classmethod
+    def from_settings(
+        cls, rollout: RolloutSettings, tools: ToolSettings, *, max_live_episodes: int = 32
+    ) -> EnvConfig:
+        """The loop's knobs from the recorded rollout and tool settings."""
+        return cls(
+            max_steps=rollout.max_steps,
+            few_shot=rollout.few_shot,
+            observation_max_tokens=tools.observation_tokens,
+            max_live_episodes=max_live_episodes,
+        )
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:

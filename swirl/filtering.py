@@ -137,7 +137,10 @@ def copy_records(
     source: str | os.PathLike[str], target: str | os.PathLike[str], indices: Iterable[int]
 ) -> int:
     """Copy the records at positions ``indices`` (0-based, blank lines not counted) of ``source``
-    byte for byte into ``target``, replacing it atomically; return how many were copied."""
+    byte for byte into ``target``, replacing it atomically; return how many were copied. The
+    settings recorded with ``source`` (:mod:`swirl.settings`) are copied with them."""
+    from swirl.settings import settings_path
+
     chosen = set(indices)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -150,4 +153,6 @@ def copy_records(
                 writer.write(line if line.endswith(b"\n") else line + b"\n")
                 written += 1
     staging.replace(target)
+    if settings_path(source).exists():
+        settings_path(target).write_bytes(settings_path(source).read_bytes())
     return written

@@ -19,6 +19,7 @@ from swirl.backends.base import GenerationBackend, SamplingParams
 from swirl.env import EnvConfig, run_episodes
 from swirl.jsonl import JsonlReader, JsonlWriter
 from swirl.schema import Example, Trajectory
+from swirl.settings import RecordedSettings, write_settings
 from swirl.summary import RolloutSummary, summarize
 from swirl.tools.base import Tool
 
@@ -32,12 +33,15 @@ def generate_to_file(
     params: SamplingParams,
     config: EnvConfig | None = None,
     samples_per_question: int = 1,
+    settings: RecordedSettings | None = None,
     progress: bool = True,
 ) -> RolloutSummary:
     """Roll out ``samples_per_question`` trajectories per example into ``out`` (appending).
 
     ``backend`` and ``tools`` are factories, called only when something is left to generate (a
-    finished file loads no model). Returns the summary of the wanted trajectories in the file.
+    finished file loads no model). ``settings`` are recorded beside ``out``
+    (:func:`swirl.settings.write_settings`; resuming with other settings is refused). Returns the
+    summary of the wanted trajectories in the file.
     """
     from tqdm import tqdm
 
@@ -45,6 +49,8 @@ def generate_to_file(
         raise ValueError(f"samples per question must be >= 1, got {samples_per_question}")
     if not examples:
         raise ValueError("no questions to run")
+    if settings is not None:
+        write_settings(out, settings)
     wanted = {(e.id, s) for e in examples for s in range(samples_per_question)}
     with JsonlWriter(out) as writer:  # opening drops a torn last line of a killed run
         done = {(t.example_id, t.sample_index) for t in JsonlReader(out, Trajectory)}

@@ -25,6 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--judge-batch-size", type=int, default=16, help="trajectories judged together (default 16)"
     )
+    parser.add_argument(
+        "--settings-of",
+        default=None,
+        metavar="FILE",
+        help="reuse the rollout, tool and judge settings recorded with this trajectory file "
+        "(e.g. the Stage-1 output); flags given explicitly override them",
+    )
     add_rollout_arguments(parser, temperature=0.0)
     add_judge_arguments(parser)
 
@@ -35,34 +42,55 @@ def run(args: argparse.Namespace) -> int:
     from swirl.backends.factory import backend_from_args
     from swirl.commands.rollout_options import (
         apply_threads,
-        env_config_from_args,
-        rollout_tools,
+        rollout_settings_from_args,
         sampling_from_args,
     )
     from swirl.data import examples_from_args
-    from swirl.env import run_episodes
+    from swirl.env import EnvConfig, run_episodes
     from swirl.evaluate import evaluate, markdown
-    from swirl.judge.loading import judge_spec_from_args, load_judge
+    from swirl.flags import given_values
+    from swirl.judge.loading import load_judge
+    from swirl.settings import JudgeSettings, read_settings, with_overrides
+    from swirl.tools.factory import tools_for_examples
 
     apply_threads(args)
     examples = examples_from_args(args, limit=args.limit)
     if not examples:
         raise ValueError(f"{args.data}: no questions to evaluate")
-    spec = judge_spec_from_args(args)
-    params = sampling_from_args(args)
-    config = env_config_from_args(args)
+    recorded = None
+    if args.settings_of is not None:
+        recorded = read_settings(args.settings_of)
+        if recorded is None:
+            raise ValueError(f"--settings-of {args.settings_of}: no settings are recorded with it")
+    rollout_settings, tool_settings = rollout_settings_from_args(args, recorded, args.settings_of)
+    judge_settings = with_overrides(
+        recorded.judge if recorded else None,
+        JudgeSettings,
+        given_values(args, JudgeSettings),
+        source=args.settings_of,
+    )
+    params = sampling_from_args(args, rollout_settings)
+    config = EnvConfig.from_settings(
+        rollout_settings, tool_settings, max_live_episodes=args.batch_size
+    )
 
     def rollout(pending):
         # The policy model and tools load only when some question still needs a rollout.
         pending = list(pending)
         if not pending:
             return iter(())
-        backend = backend_from_args(args)
+        tools = tools_for_examples(
+            examples,
+            args.data,
+            split=args.split,
+            data_format=args.data_format,
+            settings=tool_settings,
+        )
         return run_episodes(
-            pending, backend, tools=rollout_tools(args, examples), params=params, config=config
+            pending, backend_from_args(args), tools=tools, params=params, config=config
         )
 
-    judge = load_judge(spec, args)
+    judge = load_judge(judge_settings)
     settings = {
         "data": str(args.data),
         "split": args.split,
@@ -70,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
         "backend": args.backend,
         "judge": judge.name,
         "temperature": args.temperature,
-        "max_steps": args.max_steps,
-        "few_shot": args.few_shot,
-        "top_k": args.top_k,
+        "max_steps": rollout_settings.max_steps,
+        "few_shot": rollout_settings.few_shot,
+        "max_new_tokens": rollout_settings.max_new_tokens,
+        "top_k": tool_settings.top_k,
+        "search": tool_settings.retriever_url or tool_settings.search,
     }
     with tqdm(total=len(examples), unit="q", desc="eval", file=sys.stderr) as bar:
         report = evaluate(

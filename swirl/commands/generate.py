@@ -1,5 +1,6 @@
 """``swirl generate``: Stage 1, the model rolls out its own multi-step tool-use trajectories
-into an append-only, resumable JSONL (see :mod:`swirl.generate`)."""
+into an append-only, resumable JSONL (see :mod:`swirl.generate`), with the settings that made
+them recorded beside it (``OUT.settings.json``, see :mod:`swirl.settings`)."""
 
 from __future__ import annotations
 
@@ -26,31 +27,52 @@ def run(args: argparse.Namespace) -> int:
     from swirl.backends.factory import backend_from_args
     from swirl.commands.rollout_options import (
         apply_threads,
-        env_config_from_args,
-        rollout_tools,
+        rollout_settings_from_args,
         sampling_from_args,
     )
     from swirl.data import examples_from_args
+    from swirl.env import EnvConfig
     from swirl.generate import generate_to_file
+    from swirl.settings import RecordedSettings, settings_path
+    from swirl.tools.factory import tools_for_examples
 
     if args.samples_per_question < 1:
         raise ValueError(f"--samples-per-question must be >= 1, got {args.samples_per_question}")
-    params = sampling_from_args(args)
-    config = env_config_from_args(args)
+    rollout, tool_settings = rollout_settings_from_args(args)
+    params = sampling_from_args(args, rollout)
     apply_threads(args)
     examples = examples_from_args(args, limit=args.limit)
     if not examples:
         raise ValueError(f"{args.data}: no questions to run")
+    settings = RecordedSettings(
+        data=str(args.data),
+        data_format=args.data_format,
+        split=args.split,
+        model=args.model,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed,
+        samples_per_question=args.samples_per_question,
+        rollout=rollout,
+        tools=tool_settings,
+    )
     summary = generate_to_file(
         examples,
         args.out,
         backend=lambda: backend_from_args(args),
-        tools=lambda: rollout_tools(args, examples),
+        tools=lambda: tools_for_examples(
+            examples,
+            args.data,
+            split=args.split,
+            data_format=args.data_format,
+            settings=tool_settings,
+        ),
         params=params,
-        config=config,
+        config=EnvConfig.from_settings(rollout, tool_settings, max_live_episodes=args.batch_size),
         samples_per_question=args.samples_per_question,
+        settings=settings,
     )
-    print(f"{args.out}:")
+    print(f"{args.out} (settings: {settings_path(args.out)}):")
     for line in summary.lines():
         print(f"  {line}")
     return 0

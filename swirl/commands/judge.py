@@ -1,4 +1,7 @@
-"""``swirl judge``: label every step (GOOD/BAD) and every outcome (YES/NO) of a trajectory file."""
+"""``swirl judge``: label every step (GOOD/BAD) and every outcome (YES/NO) of a trajectory file.
+
+The data and the judge settings recorded with the input (see :mod:`swirl.settings`) are used
+unless given; the output's settings add the judge's."""
 
 from __future__ import annotations
 
@@ -22,18 +25,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=16, help="trajectories judged together (default 16)"
     )
-    add_data_arguments(parser)
+    add_data_arguments(parser, required=False)
     add_judge_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from swirl.data import examples_from_args
-    from swirl.judge.labelling import label_file
-    from swirl.judge.loading import judge_spec_from_args, load_judge
+def recorded_examples(args: argparse.Namespace, recorded) -> list:
+    """The questions of ``--data`` when given, else of the data recorded with the input."""
+    from swirl.data import examples_from_args, load_examples
 
-    spec = judge_spec_from_args(args)
-    examples = {example.id: example for example in examples_from_args(args)}
-    judge = load_judge(spec, args)
+    if args.data is not None:
+        return examples_from_args(args)
+    if recorded is None:
+        raise ValueError(f"{args.input} records no settings: pass --data (its questions)")
+    return load_examples(
+        recorded.data, split=recorded.split, seed=recorded.data_seed, format=recorded.data_format
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from swirl.flags import given_values
+    from swirl.judge.labelling import label_file
+    from swirl.judge.loading import load_judge
+    from swirl.settings import JudgeSettings, read_settings, with_overrides, write_settings
+
+    recorded = read_settings(args.input)
+    settings = with_overrides(
+        recorded.judge if recorded else None,
+        JudgeSettings,
+        given_values(args, JudgeSettings),
+        source=args.input,
+    )
+    examples = {example.id: example for example in recorded_examples(args, recorded)}
+    judge = load_judge(settings)
+    if recorded is not None:
+        write_settings(args.out, msgspec.structs.replace(recorded, judge=settings))
     counts = label_file(
         judge, examples, args.input, args.out, args.mode, batch_size=args.batch_size
     )

@@ -1,29 +1,24 @@
 """Options shared by the commands that roll out the multi-step loop (``generate``, ``eval``):
-sampling, the environment, the tools and the policy backend, and building them from the flags."""
+sampling, the rollout and tool settings (:mod:`swirl.settings`), the policy backend, and
+building them from the flags and the settings recorded with earlier data."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
+from swirl.settings import RecordedSettings, RolloutSettings, ToolSettings
+
 if TYPE_CHECKING:
     from swirl.backends.base import SamplingParams
-    from swirl.env import EnvConfig
-    from swirl.schema import Example
-    from swirl.tools.base import Tool
 
 
 def add_rollout_arguments(parser: argparse.ArgumentParser, *, temperature: float) -> None:
     """Add the rollout flags; ``temperature`` is the command's default (0 = greedy)."""
     from swirl.backends.factory import add_backend_arguments
+    from swirl.flags import add_struct_flags
 
     parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
-    parser.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="actions per trajectory (default: 5 QA, 10 math)",
-    )
     parser.add_argument(
         "--temperature",
         type=float,
@@ -33,53 +28,45 @@ def add_rollout_arguments(parser: argparse.ArgumentParser, *, temperature: float
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument(
-        "--max-new-tokens", type=int, default=256, help="tokens per model turn (default 256)"
-    )
-    parser.add_argument(
-        "--few-shot", type=int, default=2, help="worked examples in the prompt (default 2)"
-    )
-    parser.add_argument(
-        "--observation-tokens",
-        type=int,
-        default=256,
-        help="a tool result is cut to this many tokens (default 256)",
-    )
-    parser.add_argument(
-        "--top-k", type=int, default=1, help="documents per search (default 1, as in the paper)"
-    )
-    parser.add_argument(
-        "--search", choices=["bm25", "dense"], default="bm25", help="local search index kind"
-    )
-    parser.add_argument(
-        "--retriever-url",
-        default=None,
-        help="use a Search-R1 /retrieve server instead of a local index of the dataset's corpus",
-    )
-    parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    add_struct_flags(parser.add_argument_group("rollout"), RolloutSettings)
+    add_struct_flags(parser.add_argument_group("tools"), ToolSettings)
     add_backend_arguments(parser)
 
 
-def sampling_from_args(args: argparse.Namespace) -> SamplingParams:
-    from swirl.backends.base import SamplingParams
+def rollout_settings_from_args(
+    args: argparse.Namespace, recorded: RecordedSettings | None = None, source: str | None = None
+) -> tuple[RolloutSettings, ToolSettings]:
+    """The rollout and tool settings: the ones ``recorded`` with ``source`` (else the defaults),
+    with the flags the user gave on top (each differing one is warned about by name)."""
+    from swirl.flags import given_values
+    from swirl.settings import with_overrides
 
-    return SamplingParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
+    return (
+        with_overrides(
+            recorded.rollout if recorded else None,
+            RolloutSettings,
+            given_values(args, RolloutSettings),
+            source=source,
+        ),
+        with_overrides(
+            recorded.tools if recorded else None,
+            ToolSettings,
+            given_values(args, ToolSettings),
+            source=source,
+        ),
     )
 
 
-def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
-    from swirl.env import EnvConfig
+def sampling_from_args(args: argparse.Namespace, rollout: RolloutSettings) -> SamplingParams:
+    from swirl.backends.base import SamplingParams
 
-    return EnvConfig(
-        max_steps=args.max_steps,
-        few_shot=args.few_shot,
-        observation_max_tokens=args.observation_tokens,
-        max_live_episodes=args.batch_size,
+    return SamplingParams(
+        max_new_tokens=rollout.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
     )
 
 
@@ -89,18 +76,3 @@ def apply_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-
-
-def rollout_tools(args: argparse.Namespace, examples: list[Example]) -> list[Tool]:
-    """The calculator, plus a search tool when any question is a QA one."""
-    from swirl.tools.factory import tools_for_examples
-
-    return tools_for_examples(
-        examples,
-        args.data,
-        split=args.split,
-        data_format=args.data_format,
-        search=args.search,
-        top_k=args.top_k,
-        retriever_url=args.retriever_url,
-    )

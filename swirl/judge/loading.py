@@ -1,25 +1,22 @@
-"""Choosing a judge from the command line: ``reference``, ``hf:PATH`` or ``openai:URL[#model]``.
-
-``--judge`` defaults to ``$SWIRL_JUDGE``, and to the reference judge only when neither is set.
-The LLM judges share the on-disk cache (``--cache``, default ``<swirl cache>/judge.sqlite``).
+"""Building the judge that :class:`~swirl.settings.JudgeSettings` name: the reference judge
+(``reference``), or an LLM judge over the embedded or a local model (``hf:PATH``) or any
+OpenAI-compatible server (``openai:URL[#model]``), with its cache, retries and votes.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from swirl.judge.base import Judge
 from swirl.judge.reference import REFERENCE_JUDGE, ReferenceJudge
+from swirl.settings import JudgeSettings
 
 if TYPE_CHECKING:
     from swirl.backends.base import GenerationBackend, Message, SamplingParams
     from swirl.judge.llm import LLMJudge
-
-JUDGE_ENV = "SWIRL_JUDGE"
 
 
 @dataclass(frozen=True)
@@ -62,58 +59,18 @@ def parse_judge_spec(text: str) -> JudgeSpec:
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
-    """The judge options shared by ``swirl judge`` and ``swirl eval``."""
-    parser.add_argument(
-        "--judge",
-        default=None,
-        metavar="SPEC",
-        help=f"reference | hf:PATH (hf: = embedded model) | openai:URL[#model]; default "
-        f"${JUDGE_ENV}, else reference (gold annotations, no model)",
-    )
-    group = parser.add_argument_group("LLM judge")
-    group.add_argument(
-        "--judge-cache",
-        default=None,
-        metavar="PATH",
-        help="SQLite cache of judge replies (default: <swirl cache>/judge.sqlite)",
-    )
-    group.add_argument("--no-judge-cache", action="store_true", help="do not read or write it")
-    group.add_argument(
-        "--judge-retries", type=int, default=2, help="re-asks of an unparseable reply (default 2)"
-    )
-    group.add_argument(
-        "--judge-samples", type=int, default=1, help="majority vote over k samples (default 1)"
-    )
-    group.add_argument(
-        "--judge-temperature",
-        type=float,
-        default=None,
-        help="0 = greedy (default; 0.7 when --judge-samples > 1)",
-    )
-    group.add_argument(
-        "--judge-max-tokens", type=int, default=512, help="reply length cap (default 512)"
-    )
+    """The judge flags (from :class:`JudgeSettings`) of the commands that judge."""
+    from swirl.flags import add_struct_flags
+
+    add_struct_flags(parser.add_argument_group("judge"), JudgeSettings)
 
 
-def judge_spec_from_args(args: argparse.Namespace) -> JudgeSpec:
-    return parse_judge_spec(args.judge or os.environ.get(JUDGE_ENV) or REFERENCE_JUDGE)
-
-
-def judge_from_spec(text: str) -> Judge:
-    """The judge a spec string names (``reference``, ``hf:PATH``, ``openai:URL[#model]``), with the
-    default options of :func:`add_judge_arguments` (the command line's defaults are the one place
-    they are written)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_judge_arguments(parser)
-    args = parser.parse_args(["--judge", text])
-    return load_judge(judge_spec_from_args(args), args)
-
-
-def load_judge(spec: JudgeSpec, args: argparse.Namespace) -> Judge:
-    """Build the judge ``spec`` names with the options of :func:`add_judge_arguments`."""
+def load_judge(settings: JudgeSettings) -> Judge:
+    """Build the judge ``settings`` name (their spec parsed first, so a bad one fails early)."""
+    spec = parse_judge_spec(settings.spec)
     if spec.kind == "reference":
         return ReferenceJudge()
-    return _llm_judge(spec, args)
+    return _llm_judge(spec, settings)
 
 
 class LazyBackend:
@@ -130,7 +87,7 @@ class LazyBackend:
         return self._backend.chat(conversations, params)
 
 
-def _llm_judge(spec: JudgeSpec, args: argparse.Namespace) -> LLMJudge:
+def _llm_judge(spec: JudgeSpec, settings: JudgeSettings) -> LLMJudge:
     from swirl.backends.factory import make_backend
     from swirl.judge.cache import JudgeCache
     from swirl.judge.llm import LLMJudge
@@ -142,17 +99,17 @@ def _llm_judge(spec: JudgeSpec, args: argparse.Namespace) -> LLMJudge:
         return make_backend("openai", model=spec.model, base_url=spec.target)
 
     cache = None
-    if not args.no_judge_cache:
-        cache = JudgeCache(args.judge_cache or cache_dir() / "judge.sqlite")
-    temperature = args.judge_temperature
+    if not settings.no_judge_cache:
+        cache = JudgeCache(settings.judge_cache or cache_dir() / "judge.sqlite")
+    temperature = settings.judge_temperature
     if temperature is None:
-        temperature = 0.7 if args.judge_samples > 1 else 0.0
+        temperature = 0.7 if settings.judge_samples > 1 else 0.0
     return LLMJudge(
         LazyBackend(build),
         name=spec.name,
         cache=cache,
-        retries=args.judge_retries,
-        samples=args.judge_samples,
+        retries=settings.judge_retries,
+        samples=settings.judge_samples,
         temperature=temperature,
-        max_new_tokens=args.judge_max_tokens,
+        max_new_tokens=settings.judge_max_tokens,
     )
