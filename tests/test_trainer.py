@@ -118,6 +118,7 @@ def config(workspace: Path, out: Path, **overrides):
         trajectories=str(workspace / "trajectories.jsonl"),
         out=str(out),
         model=str(workspace / "tiny"),
+        data="demo-math",
         steps=4,
         states_per_step=3,
         samples_per_state=2,

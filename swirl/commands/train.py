@@ -1,55 +1,24 @@
-"""``swirl train``: Stage 2, step-wise policy gradient on filtered trajectories (or SFT on them)."""
+"""``swirl train``: Stage 2, step-wise policy gradient on filtered trajectories (or SFT on them).
+
+Every flag comes from a :class:`~swirl.training.config.TrainConfig` field (its description is
+the help); the tool and judge flags change the settings recorded with the trajectories."""
 
 from __future__ import annotations
 
 import argparse
-import types
-import typing
 
 HELP = "train the policy on filtered trajectories: online SWiRL (default), offline, or SFT"
 
-_SPECIAL = {"lora"}  # nested table: TOML, or --lora/--lora-rank below
-
-
-def _flag_type(annotation: object) -> tuple[type | None, list[str] | None]:
-    """(scalar type, choices) of a config field's annotation; Optional is unwrapped."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _flag_type(inner[0])
-    if origin is typing.Literal:
-        return str, [str(a) for a in typing.get_args(annotation)]
-    return (annotation if isinstance(annotation, type) else None), None
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    import msgspec
-
+    from swirl.flags import add_struct_flags
     from swirl.training.config import TrainConfig
 
     parser.add_argument(
         "--config", default=None, help="TOML file ([train] table or top-level keys)"
     )
-    hints = typing.get_type_hints(TrainConfig, include_extras=False)
-    for field in msgspec.structs.fields(TrainConfig):
-        if field.name in _SPECIAL:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        kind, choices = _flag_type(hints[field.name])
-        default = None if field.default is msgspec.NODEFAULT else field.default
-        help_text = f"(default: {default})" if default is not None else ""
-        if kind is bool:
-            parser.add_argument(
-                flag,
-                dest=field.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        else:
-            parser.add_argument(
-                flag, dest=field.name, type=kind, choices=choices, default=None, help=help_text
-            )
+    # lora is a nested table: TOML, or --lora/--lora-rank below
+    add_struct_flags(parser, TrainConfig, skip={"lora"})
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft)")
     parser.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (default 16)")
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
@@ -57,19 +26,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig of a parsed command line (TOML file first, flags override)."""
+    """The TrainConfig of a parsed command line (TOML file first, flags override). Tool and
+    judge flags apply on top of the settings recorded with the trajectories."""
     import msgspec
 
+    from swirl.flags import given_values
+    from swirl.settings import JudgeSettings, ToolSettings, read_settings, with_overrides
     from swirl.training.config import LoraSettings, TrainConfig, load_config
 
-    overrides = {
-        f.name: getattr(args, f.name, None)
-        for f in msgspec.structs.fields(TrainConfig)
-        if f.name not in _SPECIAL
-    }
+    overrides = given_values(args, TrainConfig)
     if args.lora or args.lora_rank is not None:
         overrides["lora"] = msgspec.to_builtins(LoraSettings(rank=args.lora_rank or 16))
-    return load_config(args.config, **overrides)
+    config = load_config(args.config, **overrides)
+    recorded = read_settings(config.trajectories) if config.trajectories else None
+    nested = {}
+    for name, cls in (("judge", JudgeSettings), ("tools", ToolSettings)):
+        given = given_values(args, cls)
+        if given:
+            base = getattr(config, name) or (getattr(recorded, name) if recorded else None)
+            nested[name] = with_overrides(base, cls, given)
+    return msgspec.structs.replace(config, **nested) if nested else config
 
 
 def run(args: argparse.Namespace) -> int:

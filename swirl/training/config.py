@@ -1,14 +1,20 @@
-"""Training configuration: one msgspec Struct, loadable from TOML, overridable by CLI flags."""
+"""Training configuration: one msgspec Struct, loadable from TOML, overridable by CLI flags.
+
+Each field's description is its ``swirl train --FLAG`` help (see :mod:`swirl.flags`). Fields
+left None are taken from what was recorded with the trajectories (:mod:`swirl.settings`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from swirl.config_files import load_struct
 from swirl.ops.validation import Normalize
+from swirl.settings import JudgeSettings, ToolSettings
 from swirl.training.advantages import Baseline, degenerate_baseline
 from swirl.training.schedule import Schedule
 
@@ -29,47 +35,116 @@ class LoraSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything ``swirl train`` needs. Units: steps are optimizer steps; tokens are token ids."""
 
-    trajectories: str  # filtered (and, for offline mode, labelled) trajectories JSONL
-    out: str  # run directory: checkpoints/, metrics.jsonl, plots
-    data: str = "demo-math"  # examples of the trajectories (gold annotations for the judge)
-    data_split: str = "train"
-    data_seed: int = (
-        0  # the --seed the built-in demo questions were drawn with (swirl generate/run)
+    trajectories: Annotated[
+        str, Meta(description="filtered trajectories JSONL (labelled, for offline mode)")
+    ] = ""
+    out: Annotated[str, Meta(description="run directory: checkpoints/, metrics.jsonl, plots")] = ""
+    data: Annotated[
+        str | None,
+        Meta(
+            description="dataset of the trajectories' questions (gold annotations for the judge); "
+            "default: the one recorded with the trajectories"
+        ),
+    ] = None
+    data_format: Annotated[
+        str | None, Meta(description="format of --data when not detected (default: recorded)")
+    ] = None
+    data_split: Annotated[
+        str | None, Meta(description="split of --data (default: recorded, else train)")
+    ] = None
+    data_seed: Annotated[
+        int | None,
+        Meta(description="seed the built-in demo questions were drawn with (default: recorded)"),
+    ] = None
+    mode: Annotated[
+        Mode,
+        Meta(
+            description="online: sample G actions per state and judge them (SWiRL); offline: "
+            "recorded actions, stored process labels as rewards; sft: likelihood of recorded actions"
+        ),
+    ] = "online"
+    model: Annotated[
+        str | None, Meta(description="initial policy, HF name or path (default: embedded SmolLM2)")
+    ] = None
+    judge: JudgeSettings | None = None  # None: recorded with the trajectories, else the defaults
+    tools: ToolSettings | None = None  # None: recorded with the trajectories, else the defaults
+    steps: Annotated[int, Meta(description="optimizer steps")] = 20
+    states_per_step: Annotated[int, Meta(description="states drawn per step (all ranks)")] = 8
+    samples_per_state: Annotated[
+        int, Meta(description="online: G, actions sampled per state (the baseline's group)")
+    ] = 4
+    temperature: Annotated[
+        float,
+        Meta(description="online sampling temperature (> 0); the loss divides the logits by it"),
+    ] = 1.0
+    top_p: Annotated[float, Meta(description="online nucleus sampling")] = 1.0
+    max_new_tokens: Annotated[
+        int | None,
+        Meta(description="online: tokens per sampled action (default: the Stage-1 turn budget)"),
+    ] = None
+    baseline: Annotated[
+        Baseline | None,
+        Meta(
+            description="group_mean (GRPO) | rloo | batch_mean | none (default: group_mean "
+            "online, batch_mean offline, none for SFT)"
+        ),
+    ] = None
+    scale_by_std: Annotated[
+        bool, Meta(description="divide advantages by their group's (or batch's) std")
+    ] = False
+    clip_eps: Annotated[
+        float | None,
+        Meta(description="PPO-style ratio clip range (bites with updates_per_batch > 1)"),
+    ] = None
+    updates_per_batch: Annotated[int, Meta(description="optimizer updates per sampled batch")] = 1
+    kl_coef: Annotated[
+        float, Meta(description="weight of the k3 KL penalty to the frozen initial policy")
+    ] = 0.0
+    normalize: Annotated[
+        Normalize,
+        Meta(
+            description="loss reduction: token (mean over tokens), branch (mean over actions of "
+            "their token means), sum"
+        ),
+    ] = "token"
+    lr: Annotated[float, Meta(description="peak learning rate (AdamW)")] = 1e-5
+    weight_decay: Annotated[float, Meta(description="AdamW weight decay")] = 0.0
+    warmup_steps: Annotated[int, Meta(description="linear warmup, in optimizer updates")] = 0
+    schedule: Annotated[Schedule, Meta(description="learning-rate schedule after warmup")] = (
+        "constant"
     )
-    mode: Mode = "online"
-    model: str | None = None  # None = the embedded SmolLM2-135M-Instruct
-    judge: str = "reference"
-    steps: int = 20
-    states_per_step: int = 8
-    samples_per_state: int = 4  # G, the group size of the per-state baseline
-    temperature: float = 1.0  # online sampling; the loss divides the logits by it too
-    top_p: float = 1.0
-    max_new_tokens: int | None = None  # None: the Stage-1 turn budget the trajectories record
-    # None: group_mean online (GRPO), batch_mean offline (one recorded action per state), none SFT
-    baseline: Baseline | None = None
-    scale_by_std: bool = False
-    clip_eps: float | None = None  # PPO-style ratio clipping (needs updates_per_batch > 1 to bite)
-    updates_per_batch: int = 1
-    kl_coef: float = 0.0  # k3 KL to the frozen initial policy
-    normalize: Normalize = "token"
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: Schedule = "constant"
-    max_grad_norm: float = 1.0
-    tokens_per_micro_batch: int = 4096  # packed row length; a step accumulates over rows
-    # "tree": states and actions share prefixes (the fast path); "naive": every action with its own
-    # full state, for measuring what the tree saves.
-    layout: Literal["tree", "naive"] = "tree"
-    dtype: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward, fp32 weights and optimizer
-    gradient_checkpointing: bool = False
+    max_grad_norm: Annotated[float, Meta(description="gradient clipping norm")] = 1.0
+    tokens_per_micro_batch: Annotated[
+        int,
+        Meta(description="packed row length in tokens; a step accumulates gradients over rows"),
+    ] = 4096
+    layout: Annotated[
+        Literal["tree", "naive"],
+        Meta(
+            description="tree: states and actions share prefixes (fast); naive: every action "
+            "with its own full state (to measure what the tree saves)"
+        ),
+    ] = "tree"
+    dtype: Annotated[
+        Literal["fp32", "bf16"],
+        Meta(description="bf16: autocast forward; weights and optimizer stay fp32"),
+    ] = "fp32"
+    gradient_checkpointing: Annotated[
+        bool, Meta(description="recompute activations in backward (less memory, more time)")
+    ] = False
     lora: LoraSettings | None = None
-    checkpoint_every: int = 0  # 0 = only at the end
-    keep_checkpoints: int = 2
-    max_nonfinite_steps: int = 3
-    seed: int = 0
-    device: str = "auto"
-    wandb_project: str | None = None
+    checkpoint_every: Annotated[
+        int, Meta(description="save a checkpoint every N steps (0: only at the end)")
+    ] = 0
+    keep_checkpoints: Annotated[int, Meta(description="checkpoints kept on disk")] = 2
+    max_nonfinite_steps: Annotated[
+        int, Meta(description="stop after this many steps in a row with a non-finite update")
+    ] = 3
+    seed: Annotated[int, Meta(description="seed of state order, sampling and init")] = 0
+    device: Annotated[str, Meta(description="auto | cpu | cuda | cuda:N")] = "auto"
+    wandb_project: Annotated[
+        str | None, Meta(description="log to this Weights & Biases project")
+    ] = None
 
     def __post_init__(self) -> None:
         positive = (

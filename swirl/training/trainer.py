@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from swirl.jsonl import read_jsonl
 from swirl.judge.base import Judge
 from swirl.packing import PackedBatch, pack
 from swirl.schema import SubTrajectory, Trajectory
+from swirl.settings import JudgeSettings, ToolSettings, differing_fields, read_settings
 from swirl.training import distributed as dd
 from swirl.training.advantages import Baseline, group_advantages, resolve_baseline
 from swirl.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
@@ -102,6 +104,43 @@ def stage1_turn_budget(trajectories: Sequence[Trajectory]) -> int:
     return max((len(s.token_ids) for t in trajectories for s in t.steps), default=1)
 
 
+def with_recorded_settings(config: TrainConfig, trajectories: Sequence[Trajectory]) -> TrainConfig:
+    """``config`` with every setting left None taken from what was recorded with its
+    trajectories (:mod:`swirl.settings`), else the defaults; online, the data must be known.
+    An explicit tool or judge setting that differs from the recorded one is warned about."""
+    recorded = read_settings(config.trajectories)
+    source = config.trajectories
+    for name in ("tools", "judge"):
+        given, kept = getattr(config, name), getattr(recorded, name, None)
+        if given is not None and kept is not None:
+            for field in differing_fields(kept, given):
+                warnings.warn(
+                    f"{name}.{field} = {getattr(given, field)!r} overrides "
+                    f"{getattr(kept, field)!r}, recorded with {source}",
+                    stacklevel=3,
+                )
+    data = config.data or (recorded.data if recorded else None)
+    if config.mode == "online" and data is None:
+        raise ValueError(
+            f"{source} records no settings: give data (--data), the dataset of its questions"
+        )
+    budget = config.max_new_tokens
+    if budget is None and config.mode == "online":
+        budget = recorded.rollout.max_new_tokens if recorded else stage1_turn_budget(trajectories)
+    return msgspec.structs.replace(
+        config,
+        data=data,
+        data_format=config.data_format or (recorded.data_format if recorded else None),
+        data_split=config.data_split or (recorded.split if recorded else "train"),
+        data_seed=config.data_seed
+        if config.data_seed is not None
+        else getattr(recorded, "data_seed", 0),
+        tools=config.tools or (recorded.tools if recorded else ToolSettings()),
+        judge=config.judge or (recorded.judge if recorded and recorded.judge else JudgeSettings()),
+        max_new_tokens=budget,
+    )
+
+
 def offline_states(
     states: list[SubTrajectory], baseline: Baseline, source: str
 ) -> list[SubTrajectory]:
@@ -138,11 +177,10 @@ class Trainer:
     ) -> None:
         """``judge`` overrides ``config.judge`` (any object with the Judge protocol, e.g. a custom
         reward); ``resume=False`` ignores checkpoints in ``config.out``."""
+        if not config.trajectories or not config.out:
+            raise ValueError("config fields 'trajectories' and 'out' are required")
         self.trajectories = read_jsonl(config.trajectories, Trajectory)
-        if config.mode == "online" and config.max_new_tokens is None:
-            config = msgspec.structs.replace(
-                config, max_new_tokens=stage1_turn_budget(self.trajectories)
-            )
+        config = with_recorded_settings(config, self.trajectories)
         self.config = config
         self.out = Path(config.out)
         self.progress = progress
@@ -268,22 +306,36 @@ class Trainer:
         from swirl.backends.base import SamplingParams
         from swirl.backends.hf import HFBackend
         from swirl.data import load_examples
-        from swirl.judge.loading import judge_from_spec
+        from swirl.judge.loading import load_judge
         from swirl.tools.factory import tools_for_examples
         from swirl.training.rewards import StepScorer
 
+        # resolved by with_recorded_settings
+        assert config.data and config.data_split and config.tools and config.judge
+        assert config.max_new_tokens is not None
         examples = {
             e.id: e
-            for e in load_examples(config.data, split=config.data_split, seed=config.data_seed)
+            for e in load_examples(
+                config.data,
+                split=config.data_split,
+                seed=config.data_seed or 0,
+                format=config.data_format,
+            )
         }
         scorer = StepScorer(
-            judge or judge_from_spec(config.judge),
+            judge or load_judge(config.judge),
             examples=examples,
             trajectories={t.id: t for t in self.trajectories},
-            tools=tools_for_examples(list(examples.values()), config.data, split=config.data_split),
+            tools=tools_for_examples(
+                list(examples.values()),
+                config.data,
+                split=config.data_split,
+                data_format=config.data_format,
+                settings=config.tools,
+            ),
             tokenizer=self.tokenizer,
+            observation_max_tokens=config.tools.observation_tokens,
         )
-        assert config.max_new_tokens is not None  # resolved in __init__
         params = SamplingParams(
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
         )
