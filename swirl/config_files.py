@@ -20,15 +20,16 @@ def load_struct(
     select: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     what: str = "config",
 ) -> T:
-    """``type`` built from the TOML file at ``path`` (optional; ``select`` picks its table) with
-    ``overrides`` on top (None values ignored). Bad TOML or a bad field raises ValueError naming
-    the file and the field."""
-    values: dict[str, Any] = {}
+    """``type`` built from the TOML file at ``path`` (optional; ``select`` picks its table, and
+    is given ``{}`` without a file) with ``overrides`` on top (None values ignored). Bad TOML or
+    a bad field raises ValueError naming the file and the field."""
+    toml: dict[str, Any] = {}
     if path is not None:
         try:
-            values = select(tomllib.loads(Path(path).read_text()))
+            toml = tomllib.loads(Path(path).read_text())
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: {error}") from None
+    values = select(toml)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return msgspec.convert(values, type)

@@ -21,7 +21,6 @@ Layout of ``runs/<name>/``::
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,66 +30,74 @@ import msgspec
 
 from swirl.config_files import load_struct
 from swirl.filtering import Strategy
-from swirl.judge.loading import JUDGE_ENV
+from swirl.settings import JudgeSettings, RecordedSettings, RolloutSettings, ToolSettings
+from swirl.training.config import TrainConfig
+
+
+def _run_train_defaults() -> TrainConfig:
+    """Stage-2 defaults of the main job (the paths and data are filled in per stage)."""
+    return TrainConfig(
+        steps=10,
+        states_per_step=4,
+        samples_per_state=4,
+        # Measured on demo-qa (10 filtered trajectories, 20 states): 1e-5 collapsed the
+        # policy's entropy to 0.08 and it searched until the step cap (EM 0.04 -> 0.00);
+        # 5e-6 gave EM 0.04 -> 0.08 and process label 0.35 -> 0.50.
+        lr=5e-6,
+        kl_coef=0.02,
+    )
 
 
 class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The main job's knobs. Defaults are sized for ~15 minutes on 2 CPU cores; the ``[train]``
-    table takes any :class:`~swirl.training.config.TrainConfig` field (paths are filled in)."""
+    """The main job's knobs, validated as a whole when loaded (a typo in any table fails before
+    anything runs). Defaults are sized for ~15 minutes on 2 CPU cores. ``rollout``, ``tools``,
+    ``judge`` and ``train`` are the Stage-1 and Stage-2 settings (:mod:`swirl.settings`,
+    :class:`~swirl.training.config.TrainConfig`; its paths and data are filled in per stage)."""
 
     data: str = "demo-qa"
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
-    judge: str | None = None  # None: $SWIRL_JUDGE, else the reference judge
     rounds: int = 1
     eval_limit: int = 50  # held-out (test split) questions per evaluation
     train_limit: int = 80  # training questions rolled out per round
     samples_per_question: int = 2  # paper: 5
     temperature: float = 0.5  # Stage-1 sampling (evaluation is greedy)
-    max_new_tokens: int = 96  # per model turn
     filter: Strategy = "process"
     filter_size: int | None = None
     compare_sft: bool = False
     seed: int = 0
-    train: dict[str, Any] = msgspec.field(
-        default_factory=lambda: {
-            "steps": 10,
-            "states_per_step": 4,
-            "samples_per_state": 4,
-            # Measured on demo-qa (10 filtered trajectories, 20 states): 1e-5 collapsed the
-            # policy's entropy to 0.08 and it searched until the step cap (EM 0.04 -> 0.00);
-            # 5e-6 gave EM 0.04 -> 0.08 and process label 0.35 -> 0.50.
-            "lr": 5e-6,
-            "kl_coef": 0.02,
-        }
+    rollout: RolloutSettings = msgspec.field(
+        default_factory=lambda: RolloutSettings(max_new_tokens=96)
     )
+    tools: ToolSettings = msgspec.field(default_factory=ToolSettings)
+    judge: JudgeSettings = msgspec.field(default_factory=JudgeSettings)
+    train: TrainConfig = msgspec.field(default_factory=_run_train_defaults)
 
     def __post_init__(self) -> None:
-        for name in (
-            "rounds",
-            "eval_limit",
-            "train_limit",
-            "samples_per_question",
-            "max_new_tokens",
-        ):
+        for name in ("rounds", "eval_limit", "train_limit", "samples_per_question"):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f"run config field {name!r} must be >= 1, got {getattr(self, name)}"
                 )
 
-    @property
-    def judge_spec(self) -> str:
-        return self.judge or os.environ.get(JUDGE_ENV) or "reference"
+
+_TABLES = ("rollout", "tools", "judge", "train")  # nested settings, merged over the run defaults
 
 
 def load_run_config(path: str | Path | None, **overrides: Any) -> RunConfig:
-    """A RunConfig from TOML (top-level keys, or a ``[run]`` table, plus ``[train]``) and keyword
-    overrides (None values ignored). Errors name the file and field."""
+    """A RunConfig from TOML (top-level keys, or a ``[run]`` table, plus ``[rollout]``,
+    ``[tools]``, ``[judge]`` and ``[train]`` tables, each over the run's defaults) and keyword
+    overrides (None values ignored; a table's overrides as a dict, over the file's table).
+    Errors name the file and the field."""
+    defaults = RunConfig()
+    table_overrides = {name: overrides.pop(name) for name in _TABLES if name in overrides}
 
     def select(toml: dict[str, Any]) -> dict[str, Any]:
-        train = toml.pop("train", None)
+        tables = {name: toml.pop(name, {}) for name in _TABLES}
         values = dict(toml.pop("run", toml))
-        if train is not None:
-            values["train"] = {**RunConfig().train, **train}
+        for name in _TABLES:
+            given = {**tables[name], **(table_overrides.get(name) or {})}
+            if given:
+                values[name] = {**msgspec.to_builtins(getattr(defaults, name)), **given}
         return values
 
     return load_struct(path, RunConfig, overrides=overrides, select=select, what="run config")
@@ -160,18 +167,25 @@ class Pipeline:
     def _tools(self, examples, split: str):
         from swirl.tools.factory import tools_for_examples
 
-        return tools_for_examples(examples, self.config.data, split=split)
+        return tools_for_examples(
+            examples, self.config.data, split=split, settings=self.config.tools
+        )
 
     def _judge(self):
-        from swirl.judge.loading import judge_from_spec
+        from swirl.judge.loading import load_judge
 
-        return judge_from_spec(self.config.judge_spec)
+        return load_judge(self.config.judge)
+
+    def _env(self):
+        from swirl.env import EnvConfig
+
+        return EnvConfig.from_settings(self.config.rollout, self.config.tools)
 
     def _params(self, temperature: float):
         from swirl.backends.base import SamplingParams
 
         return SamplingParams(
-            max_new_tokens=self.config.max_new_tokens,
+            max_new_tokens=self.config.rollout.max_new_tokens,
             temperature=temperature,
             seed=self.config.seed,
         )
@@ -193,6 +207,7 @@ class Pipeline:
                 HFBackend.load(model),
                 tools=self._tools(examples, "test"),
                 params=self._params(0.0),
+                config=self._env(),
             )
 
         evaluate(
@@ -200,7 +215,12 @@ class Pipeline:
             rollout,
             self._judge(),
             out,
-            settings={"model": model or "smollm2-135m", "data": self.config.data, "split": "test"},
+            settings={
+                "model": model or "smollm2-135m",
+                "data": self.config.data,
+                "split": "test",
+                "judge": self.config.judge.spec,
+            },
         )
 
     def generate(self, model: str | None, out: Path) -> None:
@@ -214,15 +234,30 @@ class Pipeline:
             backend=lambda: HFBackend.load(model),
             tools=lambda: self._tools(examples, "train"),
             params=self._params(self.config.temperature),
+            config=self._env(),
             samples_per_question=self.config.samples_per_question,
+            settings=RecordedSettings(
+                data=self.config.data,
+                data_seed=self.config.seed,
+                model=model,
+                temperature=self.config.temperature,
+                seed=self.config.seed,
+                samples_per_question=self.config.samples_per_question,
+                rollout=self.config.rollout,
+                tools=self.config.tools,
+            ),
         )
         for line in summary.lines():
             self.log(f"  {line}")
 
     def judge(self, source: Path, target: Path) -> None:
         from swirl.judge.labelling import label_file
+        from swirl.settings import read_settings, write_settings
 
         examples = {e.id: e for e in self._examples("train", self.config.train_limit)}
+        recorded = read_settings(source)
+        if recorded is not None:
+            write_settings(target, msgspec.structs.replace(recorded, judge=self.config.judge))
         label_file(self._judge(), examples, source, target, "both")
 
     def filter(self, source: Path, target: Path) -> None:
@@ -239,22 +274,21 @@ class Pipeline:
             )
         copy_records(source, target, kept)
 
-    def train_config(self, trajectories: Path, model: str | None, out: Path, *, mode: str):
-        """The :class:`~swirl.training.config.TrainConfig` of one training stage."""
+    def train_config(
+        self, trajectories: Path, model: str | None, out: Path, *, mode: str
+    ) -> TrainConfig:
+        """The :class:`~swirl.training.config.TrainConfig` of one training stage: the run's
+        ``train`` table with the stage's paths; data, tools, judge and the online turn budget
+        come from the settings recorded with the trajectories (the run's own)."""
         from swirl.training.config import load_config
 
         overrides = {
-            # Online samples get the Stage-1 turn budget, so they are as long as recorded actions.
-            "max_new_tokens": self.config.max_new_tokens,
-            **self.config.train,
+            **msgspec.to_builtins(self.config.train),
             "trajectories": str(trajectories),
             "out": str(out),
             "model": model,
-            "data": self.config.data,
-            "judge": self.config.judge_spec,
             "mode": mode,
             "seed": self.config.seed,
-            "data_seed": self.config.seed,  # the questions Stage 1 drew
         }
         return load_config(None, **overrides)
 

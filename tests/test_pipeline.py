@@ -15,14 +15,18 @@ data = "demo-qa"
 eval_limit = 3
 train_limit = 4
 samples_per_question = 2
-max_new_tokens = 48
 filter = "none"
+
+[rollout]
+max_new_tokens = 48
+
+[tools]
+top_k = 2
 
 [train]
 steps = 2
 states_per_step = 2
 samples_per_state = 2
-max_new_tokens = 24
 kl_coef = 0.05
 """
 
@@ -52,6 +56,14 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert needle in report
     for png in ("report_metrics.png", "report_time.png", "round-1/train/training_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # Stage-1 settings travel with the data, and online training samples with them.
+    for name in ("trajectories", "labelled", "filtered"):
+        recorded = json.loads((out / "round-1" / f"{name}.settings.json").read_text())
+        assert recorded["rollout"]["max_new_tokens"] == 48 and recorded["tools"]["top_k"] == 2
+    assert recorded["judge"]["judge"] is None  # the run's (default) judge settings
+    trained_with = json.loads((out / "round-1" / "train" / "train_config.json").read_text())
+    assert trained_with["max_new_tokens"] == 48 and trained_with["tools"]["top_k"] == 2
+    assert trained_with["data"] == "demo-qa"
     trained = out / "round-1" / "train" / "checkpoints" / "step-000002" / "model"
     assert json.loads((out / "round-1" / "eval" / "summary.json").read_text())["settings"][
         "model"
@@ -69,7 +81,8 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
     config.write_text(SMALL)
     loaded = load_run_config(config, seed=3)
     assert (loaded.eval_limit, loaded.filter, loaded.seed) == (3, "none", 3)
-    assert loaded.train["steps"] == 2 and loaded.train["lr"] == RunConfig().train["lr"]
+    assert loaded.train.steps == 2 and loaded.train.lr == RunConfig().train.lr
+    assert loaded.rollout.max_new_tokens == 48 and loaded.tools.top_k == 2
     bad = tmp_path / "bad.toml"
     bad.write_text('eval_limit = "many"\n')
     with pytest.raises(ValueError, match=r"bad\.toml: invalid run config: .*eval_limit"):
@@ -81,11 +94,18 @@ def test_config_file_and_errors(tmp_path: Path) -> None:
         Pipeline(RunConfig(eval_limit=5), tmp_path / "run", log=lambda _: None)
 
 
-def test_online_training_samples_with_the_stage1_turn_budget(tmp_path: Path) -> None:
-    pipeline = Pipeline(RunConfig(max_new_tokens=77), tmp_path / "run", log=lambda _: None)
-    config = pipeline.train_config(tmp_path / "t.jsonl", None, tmp_path / "train", mode="online")
-    assert config.max_new_tokens == 77
-    chosen = RunConfig(max_new_tokens=77, train={**RunConfig().train, "max_new_tokens": 20})
-    pipeline = Pipeline(chosen, tmp_path / "run2", log=lambda _: None)
-    config = pipeline.train_config(tmp_path / "t.jsonl", None, tmp_path / "train", mode="online")
-    assert config.max_new_tokens == 20  # a [train] value still wins
+def test_a_misspelled_key_in_any_table_fails_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for table, line in (
+        ("train", "stpes = 2"),
+        ("rollout", "few_shots = 1"),
+        ("judge", "jugde = 1"),
+    ):
+        config = tmp_path / f"{table}.toml"
+        config.write_text(f"[{table}]\n{line}\n")
+        out = tmp_path / table
+        assert main(["run", "--config", str(config), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert f"unknown field `{line.split()[0]}`" in error and f"$.{table}" in error
+        assert not out.exists()  # nothing ran

@@ -11,7 +11,11 @@ HELP = "the whole pipeline: evaluate, generate, judge, filter, train, evaluate, 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``run`` and ``iterate`` (each overrides the TOML config)."""
-    parser.add_argument("--config", default=None, help="TOML file: run keys and a [train] table")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="TOML file: run keys and [rollout], [tools], [judge], [train] tables",
+    )
     parser.add_argument(
         "--name", default="demo", help="run name: output in runs/NAME (default demo)"
     )
@@ -49,7 +53,6 @@ def pipeline_from_args(args: argparse.Namespace, **extra):
         for key in (
             "data",
             "model",
-            "judge",
             "eval_limit",
             "train_limit",
             "samples_per_question",
@@ -58,9 +61,11 @@ def pipeline_from_args(args: argparse.Namespace, **extra):
             "seed",
         )
     }
-    config = load_run_config(args.config, **overrides, **extra)
+    if args.judge is not None:
+        overrides["judge"] = {"judge": args.judge}
     if args.train_steps is not None:
-        config.train = {**config.train, "steps": args.train_steps}
+        overrides["train"] = {"steps": args.train_steps}
+    config = load_run_config(args.config, **overrides, **extra)
     return Pipeline(config, args.out or Path("runs") / args.name, threads=args.threads)
 
 
