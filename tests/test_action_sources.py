@@ -9,13 +9,13 @@ import pytest
 
 from swirl.backends.base import Completion, SamplingParams
 from swirl.data import load_examples
-from swirl.decompose import decompose
 from swirl.model import load_tokenizer
 from swirl.schema import Judgment, Step, Trajectory
 from swirl.tags import parse_action
 from swirl.tools.calculator import Calculator
 from swirl.training.rewards import StepScorer
 from swirl.training.sources import SampledActions
+from swirl.training.states import trajectory_states
 
 
 class CountingJudge:
@@ -58,7 +58,7 @@ def math_state():
         steps=[step],
         termination="answer",
     )
-    return tokenizer, example, trajectory, decompose(trajectory)[0]
+    return tokenizer, example, trajectory_states(trajectory)[0]
 
 
 def completion(tokenizer, text: str, finish: str) -> Completion:
@@ -67,12 +67,11 @@ def completion(tokenizer, text: str, finish: str) -> Completion:
 
 
 def test_invalid_truncated_and_tool_less_samples_get_zero_without_a_judge_call(math_state):
-    tokenizer, example, trajectory, state = math_state
+    tokenizer, example, state = math_state
     judge = CountingJudge()
     scorer = StepScorer(
         judge,
         examples={example.id: example},
-        trajectories={trajectory.id: trajectory},
         tools=[Calculator()],
         tokenizer=tokenizer,
     )
@@ -114,11 +113,10 @@ class RecordingBackend:
 
 
 def test_a_state_drawn_twice_in_a_step_gets_independent_seeds(math_state):
-    tokenizer, example, trajectory, state = math_state
+    tokenizer, example, state = math_state
     scorer = StepScorer(
         CountingJudge(),
         examples={example.id: example},
-        trajectories={trajectory.id: trajectory},
         tools=[Calculator()],
         tokenizer=tokenizer,
     )

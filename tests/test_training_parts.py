@@ -182,45 +182,60 @@ def test_state_stream_is_resumable() -> None:
         StateStream([], seed=0)
 
 
-def _sample(trajectory: str, step: int, state: list[int], tokens: list[int]):
-    from swirl.schema import Action, SubTrajectory
-    from swirl.training.trees import ActionSample
+def _trajectory(name: str, prompt: list[int], steps: list[tuple[list[int], list[int]]]):
+    """A trajectory of (action ids, observation ids) steps after ``prompt``."""
+    from swirl.schema import Action, Step, Trajectory
 
     action = Action(kind="none", payload="", thought="", start=-1, end=-1)
-    sub = SubTrajectory(
-        trajectory_id=trajectory,
+    return Trajectory(
+        id=name,
         example_id="e",
-        step_index=step,
-        state_token_ids=state,
-        action_token_ids=[],
-        state_text="",
-        action_text="",
-        action=action,
+        prompt_text="",
+        prompt_token_ids=prompt,
+        steps=[
+            Step(text="", token_ids=ids, action=action, observation_token_ids=seen)
+            for ids, seen in steps
+        ],
+        termination="step_cap",
     )
-    return ActionSample(state=sub, tokens=tokens, reward=1.0, group=step)
+
+
+def test_states_are_views_of_one_sequence_equal_to_decompose():
+    from swirl.decompose import decompose
+    from swirl.training.states import trajectory_states
+
+    trajectory = _trajectory("t", [1, 2], [([3, 4], [5]), ([6], [7, 8]), ([9], [])])
+    states = trajectory_states(trajectory)
+    copies = decompose(trajectory)
+    assert [s.state_token_ids.tolist() for s in states] == [c.state_token_ids for c in copies]
+    assert [s.action_token_ids for s in states] == [c.action_token_ids for c in copies]
+    assert [s.offset for s in states] == [2, 5, 8]
+    assert all(s.sequence is states[0].sequence for s in states)  # shared, not copied
+    assert states[1].state_token_ids.base is states[0].sequence
 
 
 def test_build_sequences_shares_states_of_a_trajectory_or_lays_each_action_out_alone():
-    from swirl.training.trees import build_sequences
+    from swirl.training.states import trajectory_states
+    from swirl.training.trees import ActionSample, build_sequences
 
+    t = trajectory_states(_trajectory("t", [1, 2], [([3], [4]), ([5], [6]), ([9], [])]))
+    u = trajectory_states(_trajectory("u", [5], [([6], [])]))
     samples = [
-        _sample("t", 0, [1, 2], [7]),
-        _sample("t", 1, [1, 2, 3, 4], [8, 9]),
-        _sample("u", 0, [5], [6]),
-        _sample("t", 1, [1, 2, 3, 4], []),  # nothing to score: skipped
+        ActionSample(t[0], [7], 1.0, 0),
+        ActionSample(t[2], [8, 9], 1.0, 1),
+        ActionSample(u[0], [6], 1.0, 2),
+        ActionSample(t[2], [], 1.0, 1),  # nothing to score: skipped
     ]
     weights = [0.5, -1.0, 2.0, 3.0]
     shared = build_sequences(samples, weights)
-    assert [s.context.tolist() for s in shared] == [[1, 2, 3, 4], [5]]
+    assert [s.context.tolist() for s in shared] == [[1, 2, 3, 4, 5, 6, 9], [5, 6]]
     assert [(b.offset, b.tokens.tolist(), b.weight) for b in shared[0].branches] == [
         (2, [7], 0.5),
-        (4, [8, 9], -1.0),
+        (6, [8, 9], -1.0),
     ]
     naive = build_sequences(samples, weights, share=False)
-    assert [s.context.tolist() for s in naive] == [[1, 2], [1, 2, 3, 4], [5]]
-    assert [s.branches[0].offset for s in naive] == [2, 4, 1]
-    with pytest.raises(ValueError, match="state of step 0 is not a prefix of the state of step 1"):
-        build_sequences([samples[0], _sample("t", 1, [1, 9, 3], [4])], [1.0, 1.0])
+    assert [s.context.tolist() for s in naive] == [[1, 2], [1, 2, 3, 4, 5, 6], [5]]
+    assert [s.branches[0].offset for s in naive] == [2, 6, 1]
     with pytest.raises(ValueError, match="2 weights for 4 samples"):
         build_sequences(samples, [1.0, 1.0])
 

@@ -19,9 +19,10 @@ import msgspec
 from swirl.backends.base import Completion
 from swirl.env import run_tool
 from swirl.judge.base import Judge
-from swirl.schema import Example, Step, SubTrajectory, Trajectory
+from swirl.schema import Example, Step, Trajectory
 from swirl.tags import parse_action
 from swirl.tools.base import Tool
+from swirl.training.states import State
 
 
 class StepScorer:
@@ -32,14 +33,12 @@ class StepScorer:
         judge: Judge,
         *,
         examples: Mapping[str, Example],
-        trajectories: Mapping[str, Trajectory],
         tools: Sequence[Tool],
         tokenizer: object,
         observation_max_tokens: int = 256,
     ) -> None:
         self.judge = judge
         self.examples = examples
-        self.trajectories = trajectories
         self.tools = {tool.kind: tool for tool in tools}
         self.tokenizer = tokenizer
         self.observation_max_tokens = observation_max_tokens
@@ -66,23 +65,22 @@ class StepScorer:
             return f"no {action.kind} tool in this task"
         return None
 
-    def score(self, pairs: Sequence[tuple[SubTrajectory, Completion]]) -> list[float | None]:
+    def score(self, pairs: Sequence[tuple[State, Completion]]) -> list[float | None]:
         """Reward per pair: 1.0 (GOOD), 0.0 (BAD or invalid) or None (the judge could not
         decide). Only valid actions are sent to the judge."""
         rewards: list[float | None] = [0.0] * len(pairs)
         asked: list[int] = []
         batch: list[tuple[Example, Trajectory]] = []
         for index, (state, completion) in enumerate(pairs):
-            trajectory = self.trajectories.get(state.trajectory_id)
             example = self.examples.get(state.example_id)
-            if trajectory is None or example is None:
-                missing = "trajectory" if trajectory is None else "example"
+            if example is None:
                 raise ValueError(
-                    f"state {state.trajectory_id} step {state.step_index}: its {missing} is not "
+                    f"state {state.trajectory_id} step {state.step_index}: its example is not "
                     "loaded (pass the --data the trajectories were generated from)"
                 )
             if self.invalid_reason(completion) is not None:
                 continue
+            trajectory = state.trajectory
             steps = [*trajectory.steps[: state.step_index], self.candidate_step(completion)]
             batch.append((example, msgspec.structs.replace(trajectory, steps=steps)))
             asked.append(index)

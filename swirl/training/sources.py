@@ -14,14 +14,14 @@ from typing import Literal, Protocol
 import msgspec
 
 from swirl.backends.base import GenerationBackend, SamplingParams, derive_seed
-from swirl.schema import SubTrajectory
 from swirl.training.rewards import StepScorer
+from swirl.training.states import State
 from swirl.training.trees import ActionSample
 
 
 class ActionSource(Protocol):
     def samples(
-        self, states: Sequence[SubTrajectory], step: int, occurrences: Sequence[int]
+        self, states: Sequence[State], step: int, occurrences: Sequence[int]
     ) -> list[ActionSample]:
         """The actions to train on at ``states`` in optimizer step ``step``; ``occurrences[i]``
         counts the earlier draws of ``states[i]`` in this step (a state can be drawn twice)."""
@@ -36,7 +36,7 @@ class RecordedActions:
         self.reward = reward
 
     def samples(
-        self, states: Sequence[SubTrajectory], step: int, occurrences: Sequence[int]
+        self, states: Sequence[State], step: int, occurrences: Sequence[int]
     ) -> list[ActionSample]:
         out = []
         for index, state in enumerate(states):
@@ -73,11 +73,11 @@ class SampledActions:
         self.seed = seed
 
     def samples(
-        self, states: Sequence[SubTrajectory], step: int, occurrences: Sequence[int]
+        self, states: Sequence[State], step: int, occurrences: Sequence[int]
     ) -> list[ActionSample]:
         prompts, params, owners = [], [], []
         for index, (state, occurrence) in enumerate(zip(states, occurrences, strict=True)):
-            room = self.backend.context_length - len(state.state_token_ids)
+            room = self.backend.context_length - state.offset
             if room < 1:
                 continue  # the state fills the context: nothing can be sampled
             for sample in range(self.samples_per_state):
@@ -89,7 +89,7 @@ class SampledActions:
                         max_new_tokens=min(self.params.max_new_tokens, room),
                     )
                 )
-                prompts.append(state.state_token_ids)
+                prompts.append(state.state_token_ids.tolist())
                 owners.append(index)
         completions = self.backend.generate(prompts, params) if prompts else []
         rewards = self.scorer.score(

@@ -26,7 +26,7 @@ import torch
 from swirl.jsonl import read_jsonl
 from swirl.judge.base import Judge
 from swirl.packing import PackedBatch, pack
-from swirl.schema import SubTrajectory, Trajectory
+from swirl.schema import Trajectory
 from swirl.settings import JudgeSettings, ToolSettings, differing_fields, read_settings
 from swirl.training import distributed as dd
 from swirl.training.advantages import Baseline, group_advantages, resolve_baseline
@@ -46,7 +46,7 @@ from swirl.training.objective import (
 from swirl.training.plots import plot_curves
 from swirl.training.schedule import make_scheduler
 from swirl.training.sources import ActionSource, RecordedActions, SampledActions
-from swirl.training.states import StateStream, training_states
+from swirl.training.states import State, StateStream, training_states
 from swirl.training.trees import ActionSample, build_sequences
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Collected:
     """One rank's actions of a step: ``rewards`` and ``advantages`` are ``[S]`` over ``scored``
     (the samples whose reward is known); ``seconds`` is the wall time of sampling and judging."""
 
-    states: list[SubTrajectory]
+    states: list[State]
     samples: list[ActionSample]
     scored: list[ActionSample]
     rewards: torch.Tensor
@@ -141,9 +141,7 @@ def with_recorded_settings(config: TrainConfig, trajectories: Sequence[Trajector
     )
 
 
-def offline_states(
-    states: list[SubTrajectory], baseline: Baseline, source: str
-) -> list[SubTrajectory]:
+def offline_states(states: list[State], baseline: Baseline, source: str) -> list[State]:
     """The states whose recorded action carries a process label; refuses data on which the
     baseline gives every action advantage 0."""
     labelled = [s for s in states if s.process is not None and s.process.verdict is not None]
@@ -325,7 +323,6 @@ class Trainer:
         scorer = StepScorer(
             judge or load_judge(config.judge),
             examples=examples,
-            trajectories={t.id: t for t in self.trajectories},
             tools=tools_for_examples(
                 list(examples.values()),
                 config.data,
@@ -352,7 +349,7 @@ class Trainer:
     def _all_reduce(self, values: list[float]) -> list[float]:
         return dd.all_reduce_sum(values, self.dist)
 
-    def _rank_states(self) -> tuple[list[SubTrajectory], list[int]]:
+    def _rank_states(self) -> tuple[list[State], list[int]]:
         """This rank's share of the step's states and how often each was drawn before it in the
         step (every rank advances the stream alike and counts over all ranks' states)."""
         states = self.stream.take(self.config.states_per_step * self.dist.world_size)

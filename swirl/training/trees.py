@@ -2,7 +2,7 @@
 
 All states of one trajectory are prefixes of its recorded token sequence, so the actions drawn at
 any of its states become branches of one :class:`~swirl.packing.TreeSequence` whose context is
-the longest of those states: the shared tokens are computed once.
+that sequence: the shared tokens are computed once, and no state is copied or compared.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from swirl.packing import Branch, TreeSequence
-from swirl.schema import SubTrajectory
+from swirl.training.states import State
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class ActionSample:
     ``group``: the id of the state it was drawn at (the baseline is computed per group).
     """
 
-    state: SubTrajectory
+    state: State
     tokens: list[int]
     reward: float | None
     group: int
@@ -36,10 +36,10 @@ def build_sequences(
 ) -> list[TreeSequence]:
     """Token trees for the packer, a Branch (weight = ``weights[i]``) per sample.
 
-    With ``share`` one TreeSequence per trajectory, its context the longest drawn state; without
-    it the naive layout (the reference for speed): every action is its own sequence with its full
-    state as context. Samples with empty ``tokens`` are skipped (nothing to score). A state that
-    is not a prefix of its trajectory's longest drawn state raises ValueError naming both.
+    With ``share`` one TreeSequence per trajectory, its context the trajectory's token sequence
+    (the packer drops what follows the last branch); without it the naive layout (the reference
+    for speed): every action is its own sequence with its full state as context. Samples with
+    empty ``tokens`` are skipped (nothing to score).
     """
     if len(weights) != len(samples):
         raise ValueError(f"got {len(weights)} weights for {len(samples)} samples")
@@ -50,18 +50,15 @@ def build_sequences(
             groups.setdefault(key, []).append(index)
     sequences: list[TreeSequence] = []
     for indices in groups.values():
-        longest = max(indices, key=lambda i: len(samples[i].state.state_token_ids))
-        context = np.asarray(samples[longest].state.state_token_ids, dtype=np.int32)
-        branches = []
-        for i in indices:
-            state = samples[i].state.state_token_ids
-            if not np.array_equal(context[: len(state)], state):
-                raise ValueError(
-                    f"trajectory {samples[i].state.trajectory_id}: state of step "
-                    f"{samples[i].state.step_index} is not a prefix of the state of step "
-                    f"{samples[longest].state.step_index}"
-                )
-            tokens = np.asarray(samples[i].tokens, dtype=np.int32)
-            branches.append(Branch(len(state), tokens, float(weights[i])))
+        first = samples[indices[0]].state
+        context = first.sequence if share else first.state_token_ids
+        branches = [
+            Branch(
+                samples[i].state.offset,
+                np.asarray(samples[i].tokens, dtype=np.int32),
+                float(weights[i]),
+            )
+            for i in indices
+        ]
         sequences.append(TreeSequence(context, branches))
     return sequences
