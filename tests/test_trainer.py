@@ -42,6 +42,28 @@ class ParityJudge:
         return out
 
 
+class OutcomeParityJudge:
+    """YES when the sum of all the trajectory's action token ids is even."""
+
+    name = "outcome-parity"
+
+    def judge(self, batch, mode):
+        assert mode == "outcome"
+        return [
+            msgspec.structs.replace(
+                trajectory,
+                outcome=Judgment(
+                    judge=self.name,
+                    verdict=sum(sum(step.token_ids) for step in trajectory.steps) % 2 == 0,
+                ),
+            )
+            for _, trajectory in batch
+        ]
+
+
+JUDGES = {"online": ParityJudge(), "outcome": OutcomeParityJudge()}
+
+
 @pytest.fixture
 def any_action_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     from swirl.training.rewards import StepScorer
@@ -133,12 +155,12 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return load_file(checkpoint / "model" / "model.safetensors")
 
 
-@pytest.mark.parametrize("mode", ["online", "offline"])
+@pytest.mark.parametrize("mode", ["online", "offline", "outcome"])
 @pytest.mark.usefixtures("any_action_is_valid")
 def test_resume_is_exact(workspace: Path, tmp_path: Path, mode: str) -> None:
     """2 steps, stop, resume 2 more == 4 steps in one go (weights, logged losses)."""
     options = dict(mode=mode, checkpoint_every=2, kl_coef=0.05, clip_eps=0.2, updates_per_batch=2)
-    judge = ParityJudge() if mode == "online" else None
+    judge = JUDGES.get(mode)
     whole = Trainer(
         config(workspace, tmp_path / "a", **options), judge=judge, progress=False
     ).train()
@@ -503,3 +525,38 @@ def test_logged_statistics_mean_what_their_names_say(workspace: Path, tmp_path: 
     ).train()
     assert set(offline.metrics[-1]) <= METRICS.keys()
     assert offline.metrics[-1]["k3_recorded"] is not None and "kl" not in offline.metrics[-1]
+
+
+def test_outcome_mode_trains_every_written_token_with_its_trajectorys_advantage(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """G = 3 rollouts of each of 2 questions: every action token (never a prompt or observation
+    token) is a target weighted by its trajectory's advantage against its question's group, and
+    a question's rollouts share their prompt in the packed tree."""
+    options = dict(mode="outcome", steps=1, states_per_step=2, samples_per_state=3)
+    trainer = Trainer(config(workspace, tmp_path, **options), judge=OutcomeParityJudge())
+    collected = trainer._collect(0)
+    assert len(collected.samples) == 2 * 3
+    for sample in collected.samples:
+        trajectory = sample.state.trajectory
+        assert [tokens for _, tokens in sample.actions] == [s.token_ids for s in trajectory.steps]
+        assert [state.offset for state, _ in sample.actions] == [
+            len(trajectory.prompt_token_ids)
+            + sum(len(s.token_ids) + len(s.observation_token_ids) for s in trajectory.steps[:i])
+            for i in range(len(trajectory.steps))
+        ]
+    groups = torch.tensor([s.group for s in collected.scored])
+    for group in groups.unique():
+        assert collected.advantages[groups == group].sum().abs() < 1e-6  # centred per question
+    packed = trainer._pack(collected)
+    written = sum(len(t) for s in collected.scored for _, t in s.actions)
+    assert packed.batch.num_targets == written
+    expected = torch.cat(
+        [
+            torch.full((sum(len(t) for _, t in s.actions),), float(a))
+            for s, a in zip(collected.scored, collected.advantages, strict=True)
+        ]
+    )
+    torch.testing.assert_close(torch.from_numpy(packed.batch.target_weights), expected)
+    prompt = len(collected.scored[0].state.trajectory.prompt_token_ids)
+    assert packed.batch.naive_tokens - packed.batch.packed_tokens >= 2 * 2 * prompt

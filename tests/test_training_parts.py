@@ -221,10 +221,10 @@ def test_build_sequences_shares_states_of_a_trajectory_or_lays_each_action_out_a
     t = trajectory_states(_trajectory("t", [1, 2], [([3], [4]), ([5], [6]), ([9], [])]))
     u = trajectory_states(_trajectory("u", [5], [([6], [])]))
     samples = [
-        ActionSample(t[0], [7], 1.0, 0),
-        ActionSample(t[2], [8, 9], 1.0, 1),
-        ActionSample(u[0], [6], 1.0, 2),
-        ActionSample(t[2], [], 1.0, 1),  # nothing to score: skipped
+        ActionSample.single(t[0], [7], 1.0, 0),
+        ActionSample.single(t[2], [8, 9], 1.0, 1),
+        ActionSample.single(u[0], [6], 1.0, 2),
+        ActionSample.single(t[2], [], 1.0, 1),  # nothing to score: skipped
     ]
     weights = [0.5, -1.0, 2.0, 3.0]
     shared = build_sequences(samples, weights)
@@ -277,6 +277,7 @@ def test_batch_mean_and_std_over_ranks_match_one_process() -> None:
         ("offline", "rloo", 1, "each recorded state is a group of one"),
         ("online", None, 1, "needs samples_per_state >= 2"),
         ("online", "rloo", 1, "needs samples_per_state >= 2"),
+        ("outcome", None, 1, "needs samples_per_state >= 2"),
     ],
 )
 def test_degenerate_baselines_are_refused_with_what_to_use(mode, baseline, samples, message):

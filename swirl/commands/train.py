@@ -17,8 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default=None, help="TOML file ([train] table or top-level keys)"
     )
-    # lora is a nested table: TOML, or --lora/--lora-rank below
-    add_struct_flags(parser, TrainConfig, skip={"lora"})
+    # lora is a nested table: TOML, or --lora/--lora-rank below; rollout (outcome mode's step cap
+    # and few-shot prompt) is TOML only, its turn budget is --max-new-tokens
+    add_struct_flags(parser, TrainConfig, skip={"lora", "rollout"})
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft)")
     parser.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (default 16)")
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")

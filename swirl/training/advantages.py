@@ -86,6 +86,7 @@ DEFAULT_BASELINE: dict[str, Baseline] = {
     "online": "group_mean",
     "offline": "batch_mean",
     "sft": "none",
+    "outcome": "group_mean",  # the G rollouts of one question
 }
 
 
@@ -109,7 +110,7 @@ def degenerate_baseline(mode: str, baseline: Baseline | None, samples_per_state:
                 f"{baseline!r} gives zero advantages offline (each recorded state is a group of "
                 "one action); use batch_mean (the default) or none"
             )
-        if mode == "online" and samples_per_state < 2:
+        if mode in ("online", "outcome") and samples_per_state < 2:
             return (
                 f"{baseline!r} needs samples_per_state >= 2 (a group of one sample has advantage "
                 "0); raise samples_per_state or use batch_mean or none"

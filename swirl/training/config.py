@@ -14,11 +14,12 @@ from msgspec import Meta
 
 from swirl.config_files import load_struct
 from swirl.ops.validation import Normalize
-from swirl.settings import JudgeSettings, ToolSettings
+from swirl.settings import JudgeSettings, RolloutSettings, ToolSettings
 from swirl.training.advantages import Baseline, degenerate_baseline
 from swirl.training.schedule import Schedule
 
-Mode = Literal["online", "offline", "sft"]
+Mode = Literal["online", "offline", "sft", "outcome"]
+SAMPLED_MODES = ("online", "outcome")  # actions sampled from the live policy while training
 
 
 class LoraSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,8 +60,10 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mode: Annotated[
         Mode,
         Meta(
-            description="online: sample G actions per state and judge them (SWiRL); offline: "
-            "recorded actions, stored process labels as rewards; sft: likelihood of recorded actions"
+            description="online: sample G actions per state, judge each step (SWiRL); offline: "
+            "recorded actions, stored process labels as rewards; sft: likelihood of recorded "
+            "actions; outcome: G whole rollouts per question, one reward per trajectory from its "
+            "judged answer (outcome-level, 'single-step' RL)"
         ),
     ] = "online"
     model: Annotated[
@@ -68,10 +71,18 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = None
     judge: JudgeSettings | None = None  # None: recorded with the trajectories, else the defaults
     tools: ToolSettings | None = None  # None: recorded with the trajectories, else the defaults
+    # outcome mode's step cap and few-shot prompt (TOML only; None: recorded, else the defaults)
+    rollout: RolloutSettings | None = None
     steps: Annotated[int, Meta(description="optimizer steps")] = 20
-    states_per_step: Annotated[int, Meta(description="states drawn per step (all ranks)")] = 8
+    states_per_step: Annotated[
+        int, Meta(description="states drawn per step, all ranks (outcome mode: questions)")
+    ] = 8
     samples_per_state: Annotated[
-        int, Meta(description="online: G, actions sampled per state (the baseline's group)")
+        int,
+        Meta(
+            description="G, the baseline's group: actions sampled per state (online) or "
+            "rollouts per question (outcome)"
+        ),
     ] = 4
     temperature: Annotated[
         float,
@@ -161,9 +172,10 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"config field {name!r} must be >= 1, got {value}")
         if self.lr <= 0:
             raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
-        if self.mode == "online" and not self.temperature > 0:
+        if self.mode in SAMPLED_MODES and not self.temperature > 0:
             raise ValueError(
-                f"config field 'temperature' must be > 0 in online mode, got {self.temperature}: "
+                f"config field 'temperature' must be > 0 in {self.mode} mode, got "
+                f"{self.temperature}: "
                 "greedy samples of one state are identical, so every advantage would be 0"
             )
         degenerate = degenerate_baseline(self.mode, self.baseline, self.samples_per_state)

@@ -17,7 +17,8 @@ METRICS: dict[str, str] = {
     "loss": "batch loss, mean over the step's finite updates",
     "logp_mean": "mean log-prob of a target token under the policy, first update",
     "entropy": "mean entropy (nats) of the policy's next-token distribution, first update",
-    "kl": "online: mean k3 estimate of KL(policy || reference) per sampled token, first update",
+    "kl": "online/outcome: mean k3 estimate of KL(policy || reference) per sampled token, "
+    "first update",
     "k3_recorded": "offline/SFT: mean k3 penalty term on the recorded tokens, first update "
     "(not a KL estimate: the recorded actions were not sampled from the policy)",
     "ratio_mean": "mean PPO ratio exp(logp - old_logp) over targets and updates "
@@ -27,8 +28,9 @@ METRICS: dict[str, str] = {
     "grad_norm": "gradient norm before clipping, first update",
     "lr": "learning rate after the step",
     "states": "states drawn",
-    "actions": "actions sampled (online) or recorded actions drawn",
-    "unscored": "actions without a reward (the judge could not decide, or no label)",
+    "actions": "rewarded samples: actions sampled (online) or drawn (offline, SFT), or whole "
+    "trajectories rolled out (outcome)",
+    "unscored": "samples without a reward (the judge could not decide, or no label)",
     "tokens_packed": "tokens in the packed batch (what the model processed per forward)",
     "tokens_naive": "tokens the naive layout would process (every action with its own state)",
     "pack_ratio": "tokens_naive / tokens_packed",

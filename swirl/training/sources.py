@@ -45,7 +45,7 @@ class RecordedActions:
             else:
                 verdict = None if state.process is None else state.process.verdict
                 reward = None if verdict is None else float(verdict)
-            out.append(ActionSample(state, list(state.action_token_ids), reward, index))
+            out.append(ActionSample.single(state, list(state.action_token_ids), reward, index))
         return out
 
 
@@ -99,6 +99,6 @@ class SampledActions:
             ]
         )
         return [
-            ActionSample(states[owner], list(completion.token_ids), reward, owner)
+            ActionSample.single(states[owner], list(completion.token_ids), reward, owner)
             for owner, completion, reward in zip(owners, completions, rewards, strict=True)
         ]

@@ -26,12 +26,18 @@ import torch
 from swirl.jsonl import read_jsonl
 from swirl.judge.base import Judge
 from swirl.packing import PackedBatch, pack
-from swirl.schema import Trajectory
-from swirl.settings import JudgeSettings, ToolSettings, differing_fields, read_settings
+from swirl.schema import Example, Trajectory
+from swirl.settings import (
+    JudgeSettings,
+    RolloutSettings,
+    ToolSettings,
+    differing_fields,
+    read_settings,
+)
 from swirl.training import distributed as dd
 from swirl.training.advantages import Baseline, group_advantages, resolve_baseline
 from swirl.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
-from swirl.training.config import TrainConfig
+from swirl.training.config import SAMPLED_MODES, TrainConfig
 from swirl.training.metrics_log import MetricsLog, read_metrics
 from swirl.training.objective import (
     MicroBatch,
@@ -120,12 +126,12 @@ def with_recorded_settings(config: TrainConfig, trajectories: Sequence[Trajector
                     stacklevel=3,
                 )
     data = config.data or (recorded.data if recorded else None)
-    if config.mode == "online" and data is None:
+    if config.mode in SAMPLED_MODES and data is None:
         raise ValueError(
             f"{source} records no settings: give data (--data), the dataset of its questions"
         )
     budget = config.max_new_tokens
-    if budget is None and config.mode == "online":
+    if budget is None and config.mode in SAMPLED_MODES:
         budget = recorded.rollout.max_new_tokens if recorded else stage1_turn_budget(trajectories)
     return msgspec.structs.replace(
         config,
@@ -136,6 +142,7 @@ def with_recorded_settings(config: TrainConfig, trajectories: Sequence[Trajector
         if config.data_seed is not None
         else getattr(recorded, "data_seed", 0),
         tools=config.tools or (recorded.tools if recorded else ToolSettings()),
+        rollout=config.rollout or (recorded.rollout if recorded else RolloutSettings()),
         judge=config.judge or (recorded.judge if recorded and recorded.judge else JudgeSettings()),
         max_new_tokens=budget,
     )
@@ -188,17 +195,22 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
         torch.manual_seed(config.seed)
 
-        states = training_states(self.trajectories)
         self.baseline: Baseline = resolve_baseline(config.mode, config.baseline)
-        if config.mode == "offline":
-            states = offline_states(states, self.baseline, config.trajectories)
+        self.examples = self._load_examples() if config.mode in SAMPLED_MODES else {}
+        items: Sequence[State] | Sequence[Example]
+        if config.mode == "outcome":
+            items = self._questions()
+        else:
+            items = training_states(self.trajectories)
+            if config.mode == "offline":
+                items = offline_states(items, self.baseline, config.trajectories)
         checkpoint = latest_checkpoint(self.out / "checkpoints") if resume else None
         self.start_step = 0
         position = 0
         if checkpoint is not None:
             saved = msgspec.json.decode((checkpoint / "state.json").read_bytes())
             self.start_step, position = int(saved["step"]), int(saved["data_position"])
-        self.stream = StateStream(states, seed=config.seed, position=position)
+        self.stream = StateStream(items, seed=config.seed, position=position)
 
         self.model, self.tokenizer = self._load_policy(checkpoint)
         self.vocab_size = int(self.model.config.vocab_size)
@@ -207,12 +219,12 @@ class Trainer:
         # generation runs without collectives however many forward passes each rank needs.
         self.sampler = (
             copy.deepcopy(self.model)
-            if self.dist.enabled and config.mode == "online"
+            if self.dist.enabled and config.mode in SAMPLED_MODES
             else self.model
         )
         autocast = torch.bfloat16 if config.dtype == "bf16" else None
-        # Online, the loss scores the sampled actions under the distribution they were drawn from.
-        temperature = config.temperature if config.mode == "online" else 1.0
+        # Sampled actions are scored under the distribution they were drawn from.
+        temperature = config.temperature if config.mode in SAMPLED_MODES else 1.0
         self.policy = dd.shard_policy(
             PackedPolicy(self.model, autocast=autocast, temperature=temperature), self.dist
         )
@@ -295,6 +307,31 @@ class Trainer:
         reference.requires_grad_(False)
         return reference
 
+    def _load_examples(self) -> dict[str, Example]:
+        """The questions of the run's data (gold annotations for the judge), by id."""
+        from swirl.data import load_examples
+
+        config = self.config
+        assert config.data and config.data_split  # resolved by with_recorded_settings
+        examples = load_examples(
+            config.data,
+            split=config.data_split,
+            seed=config.data_seed or 0,
+            format=config.data_format,
+        )
+        return {e.id: e for e in examples}
+
+    def _questions(self) -> list[Example]:
+        """Outcome mode: the questions of the trajectory file, in file order."""
+        ids = dict.fromkeys(t.example_id for t in self.trajectories)
+        missing = [i for i in ids if i not in self.examples]
+        if missing:
+            raise ValueError(
+                f"{self.config.trajectories}: question {missing[0]} (and {len(missing) - 1} more) "
+                f"is not in {self.config.data} (pass the --data the trajectories came from)"
+            )
+        return [self.examples[i] for i in ids]
+
     def _action_source(self, judge: Judge | None) -> ActionSource:
         config = self.config
         if config.mode == "sft":
@@ -303,41 +340,52 @@ class Trainer:
             return RecordedActions("label")
         from swirl.backends.base import SamplingParams
         from swirl.backends.hf import HFBackend
-        from swirl.data import load_examples
         from swirl.judge.loading import load_judge
         from swirl.tools.factory import tools_for_examples
-        from swirl.training.rewards import StepScorer
 
         # resolved by with_recorded_settings
-        assert config.data and config.data_split and config.tools and config.judge
+        assert config.data and config.tools and config.judge and config.rollout
         assert config.max_new_tokens is not None
-        examples = {
-            e.id: e
-            for e in load_examples(
-                config.data,
-                split=config.data_split,
-                seed=config.data_seed or 0,
-                format=config.data_format,
-            )
-        }
-        scorer = StepScorer(
-            judge or load_judge(config.judge),
-            examples=examples,
-            tools=tools_for_examples(
-                list(examples.values()),
-                config.data,
-                split=config.data_split,
-                data_format=config.data_format,
-                settings=config.tools,
-            ),
-            tokenizer=self.tokenizer,
-            observation_max_tokens=config.tools.observation_tokens,
-        )
         params = SamplingParams(
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
         )
+        tools = tools_for_examples(
+            list(self.examples.values()),
+            config.data,
+            split=config.data_split or "train",
+            data_format=config.data_format,
+            settings=config.tools,
+        )
+        backend = HFBackend(self.sampler, self.tokenizer)
+        judge = judge or load_judge(config.judge)
+        if config.mode == "outcome":
+            from swirl.env import EnvConfig
+            from swirl.training.outcome import OutcomeRollouts
+
+            return OutcomeRollouts(
+                backend,
+                judge,
+                tools=tools,
+                env=EnvConfig.from_settings(
+                    config.rollout,
+                    config.tools,
+                    max_live_episodes=config.states_per_step * config.samples_per_state,
+                ),
+                samples_per_question=config.samples_per_state,
+                params=params,
+                seed=config.seed,
+            )
+        from swirl.training.rewards import StepScorer
+
+        scorer = StepScorer(
+            judge,
+            examples=self.examples,
+            tools=tools,
+            tokenizer=self.tokenizer,
+            observation_max_tokens=config.tools.observation_tokens,
+        )
         return SampledActions(
-            HFBackend(self.sampler, self.tokenizer),
+            backend,
             scorer,
             samples_per_state=config.samples_per_state,
             params=params,
@@ -349,14 +397,17 @@ class Trainer:
     def _all_reduce(self, values: list[float]) -> list[float]:
         return dd.all_reduce_sum(values, self.dist)
 
-    def _rank_states(self) -> tuple[list[State], list[int]]:
-        """This rank's share of the step's states and how often each was drawn before it in the
-        step (every rank advances the stream alike and counts over all ranks' states)."""
+    def _rank_states(self) -> tuple[list, list[int]]:
+        """This rank's share of the step's states (questions in outcome mode) and how often each
+        was drawn before it in the step (every rank advances the stream alike and counts over all
+        ranks' draws)."""
         states = self.stream.take(self.config.states_per_step * self.dist.world_size)
-        seen: Counter[tuple[str, int]] = Counter()
+        seen: Counter[object] = Counter()
         occurrences = []
         for state in states:
-            key = (state.trajectory_id, state.step_index)
+            key = (
+                state.id if isinstance(state, Example) else (state.trajectory_id, state.step_index)
+            )
             occurrences.append(seen[key])
             seen[key] += 1
         share = slice(self.dist.rank, None, self.dist.world_size)
@@ -498,7 +549,7 @@ class Trainer:
             for i in range(len(updates))
         ]
         elapsed = time.perf_counter() - started
-        kl_key = "kl" if mode == "online" else "k3_recorded"
+        kl_key = "kl" if mode in SAMPLED_MODES else "k3_recorded"
         record: dict[str, Any] = {"step": step + 1}
         record.update(dict.fromkeys(("reward", "advantage_mean", "advantage_std", "loss")))
         record.update(dict.fromkeys(("logp_mean", "entropy", kl_key, "ratio_mean", "clip_frac")))
