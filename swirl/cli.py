@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "iterate": "iterate",
     "run": "run",
+    "study": "study",
 }
 
 

@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -57,14 +57,19 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data: str = "demo-qa"
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
     rounds: int = 1
-    eval_limit: int = 50  # held-out (test split) questions per evaluation
+    eval_limit: int = 50  # held-out questions per evaluation
     train_limit: int = 80  # training questions rolled out per round
+    # Questions of the train split after the training ones, never trained on: the split to tune
+    # on (eval_split = "validation"); the test split is only for reporting.
+    validation_limit: int = 50
+    eval_split: Literal["test", "validation"] = "test"
     samples_per_question: int = 2  # paper: 5
     temperature: float = 0.5  # Stage-1 sampling (evaluation is greedy)
     filter: Strategy = "process"
     filter_size: int | None = None
     compare_sft: bool = False
-    seed: int = 0
+    seed: int = 0  # sampling, filtering and training
+    data_seed: int | None = None  # which built-in demo questions are drawn (None: seed)
     rollout: RolloutSettings = msgspec.field(
         default_factory=lambda: RolloutSettings(max_new_tokens=96)
     )
@@ -83,24 +88,35 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _TABLES = ("rollout", "tools", "judge", "train")  # nested settings, merged over the run defaults
 
 
-def load_run_config(path: str | Path | None, **overrides: Any) -> RunConfig:
-    """A RunConfig from TOML (top-level keys, or a ``[run]`` table, plus ``[rollout]``,
-    ``[tools]``, ``[judge]`` and ``[train]`` tables, each over the run's defaults) and keyword
-    overrides (None values ignored; a table's overrides as a dict, over the file's table).
-    Errors name the file and the field."""
+def run_config_values(
+    toml: dict[str, Any], table_overrides: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """RunConfig values from a TOML document (top-level keys or a ``[run]`` table, and the
+    ``[rollout]``, ``[tools]``, ``[judge]``, ``[train]`` tables): each table given, with its
+    ``table_overrides``, is merged over the run's default for it."""
     defaults = RunConfig()
+    toml = dict(toml)
+    tables = {name: toml.pop(name, {}) for name in _TABLES}
+    values = dict(toml.pop("run", toml))
+    for name in _TABLES:
+        given = {**tables[name], **(table_overrides or {}).get(name, {})}
+        if given:
+            values[name] = {**msgspec.to_builtins(getattr(defaults, name)), **given}
+    return values
+
+
+def load_run_config(path: str | Path | None, **overrides: Any) -> RunConfig:
+    """A RunConfig from TOML (see :func:`run_config_values`) and keyword overrides (None values
+    ignored; a table's overrides as a dict, over the file's table). Errors name the file and
+    the field."""
     table_overrides = {name: overrides.pop(name) for name in _TABLES if name in overrides}
-
-    def select(toml: dict[str, Any]) -> dict[str, Any]:
-        tables = {name: toml.pop(name, {}) for name in _TABLES}
-        values = dict(toml.pop("run", toml))
-        for name in _TABLES:
-            given = {**tables[name], **(table_overrides.get(name) or {})}
-            if given:
-                values[name] = {**msgspec.to_builtins(getattr(defaults, name)), **given}
-        return values
-
-    return load_struct(path, RunConfig, overrides=overrides, select=select, what="run config")
+    return load_struct(
+        path,
+        RunConfig,
+        overrides=overrides,
+        select=lambda toml: run_config_values(toml, table_overrides),
+        what="run config",
+    )
 
 
 class Stages:
@@ -159,10 +175,24 @@ class Pipeline:
 
     # -- building blocks ---------------------------------------------------------------------
 
+    @property
+    def data_seed(self) -> int:
+        return self.config.seed if self.config.data_seed is None else self.config.data_seed
+
     def _examples(self, split: str, limit: int):
         from swirl.data import load_examples
 
-        return load_examples(self.config.data, split=split, limit=limit, seed=self.config.seed)
+        return load_examples(self.config.data, split=split, limit=limit, seed=self.data_seed)
+
+    def eval_examples(self):
+        """The held-out questions: the first ``eval_limit`` of the test split, or the
+        ``validation_limit`` train-split questions after the ``train_limit`` training ones."""
+        config = self.config
+        if config.eval_split == "test":
+            return self._examples("test", config.eval_limit)
+        # A split's first N questions are the same for every larger N (drawn in sequence).
+        drawn = self._examples("train", config.train_limit + config.validation_limit)
+        return drawn[config.train_limit :]
 
     def _tools(self, examples, split: str):
         from swirl.tools.factory import tools_for_examples
@@ -196,7 +226,8 @@ class Pipeline:
         from swirl.env import run_episodes
         from swirl.evaluate import evaluate
 
-        examples = self._examples("test", self.config.eval_limit)
+        examples = self.eval_examples()
+        split = "test" if self.config.eval_split == "test" else "train"
 
         def rollout(pending):
             pending = list(pending)
@@ -205,7 +236,7 @@ class Pipeline:
             return run_episodes(
                 pending,
                 HFBackend.load(model),
-                tools=self._tools(examples, "test"),
+                tools=self._tools(examples, split),
                 params=self._params(0.0),
                 config=self._env(),
             )
@@ -218,7 +249,7 @@ class Pipeline:
             settings={
                 "model": model or "smollm2-135m",
                 "data": self.config.data,
-                "split": "test",
+                "split": self.config.eval_split,
                 "judge": self.config.judge.spec,
             },
         )
@@ -238,7 +269,7 @@ class Pipeline:
             samples_per_question=self.config.samples_per_question,
             settings=RecordedSettings(
                 data=self.config.data,
-                data_seed=self.config.seed,
+                data_seed=self.data_seed,
                 model=model,
                 temperature=self.config.temperature,
                 seed=self.config.seed,

@@ -32,6 +32,7 @@ METRICS: dict[str, str] = {
     "trajectories rolled out (outcome)",
     "unscored": "samples without a reward (the judge could not decide, or no label)",
     "tokens_packed": "tokens in the packed batch (what the model processed per forward)",
+    "sampled_tokens": "tokens the policy generated for the step (online, outcome; 0 otherwise)",
     "tokens_naive": "tokens the naive layout would process (every action with its own state)",
     "pack_ratio": "tokens_naive / tokens_packed",
     "tokens_per_s": "tokens_packed per second of the step's update part (after sampling)",

@@ -88,6 +88,11 @@ class Collected:
     advantages: torch.Tensor
     seconds: float
 
+    @property
+    def sampled_tokens(self) -> int:
+        """Tokens of all the step's actions."""
+        return sum(len(tokens) for s in self.samples for _, tokens in s.actions)
+
 
 @dataclass(frozen=True)
 class Packed:
@@ -535,6 +540,7 @@ class Trainer:
             float(len(collected.samples)),
             float(packed.batch.packed_tokens),
             float(packed.batch.naive_tokens),
+            float(collected.sampled_tokens if self.config.mode in SAMPLED_MODES else 0),
         ]
         fields = ("loss", "targets", "logp", "entropy", "kl", "ratio", "clipped")
         for stats in updates:
@@ -543,9 +549,11 @@ class Trainer:
         (reward_sum, advantage_sum, advantage_square, advantage_abs, scored, states, actions) = (
             reduced[:7]
         )
-        packed_tokens, naive_tokens = reduced[7:9]
+        packed_tokens, naive_tokens, sampled_tokens = reduced[7:10]
         per_update = [
-            dict(zip(fields, reduced[9 + i * len(fields) : 9 + (i + 1) * len(fields)], strict=True))
+            dict(
+                zip(fields, reduced[10 + i * len(fields) : 10 + (i + 1) * len(fields)], strict=True)
+            )
             for i in range(len(updates))
         ]
         elapsed = time.perf_counter() - started
@@ -588,6 +596,7 @@ class Trainer:
                 "unscored": int(actions - scored),
                 "tokens_packed": int(packed_tokens),
                 "tokens_naive": int(naive_tokens),
+                "sampled_tokens": int(sampled_tokens),
                 "pack_ratio": naive_tokens / packed_tokens if packed_tokens else 1.0,
                 "tokens_per_s": packed_tokens / max(elapsed - collected.seconds, 1e-9),
                 "sample_time_s": collected.seconds,
