@@ -36,3 +36,15 @@ def load_struct(
     except msgspec.ValidationError as error:
         where = f"{path}: " if path is not None else ""
         raise ValueError(f"{where}invalid {what}: {error}") from None
+
+
+def pin_config(path: Path, config: msgspec.Struct, what: str) -> None:
+    """Record ``config`` at ``path`` (JSON), the identity of a resumable output directory: a
+    directory started with another configuration is refused, so two runs never mix."""
+    encoded = msgspec.json.format(msgspec.json.encode(config))
+    if path.exists() and path.read_bytes() != encoded:
+        raise ValueError(
+            f"{path}: this {what} directory was started with another configuration; use a new "
+            "output directory, or delete it to start over"
+        )
+    path.write_bytes(encoded)

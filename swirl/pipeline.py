@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from swirl.config_files import load_struct
+from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
 from swirl.settings import JudgeSettings, RecordedSettings, RolloutSettings, ToolSettings
 from swirl.training.config import TrainConfig
@@ -159,14 +159,7 @@ class Pipeline:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = log
-        saved = self.out / "run_config.json"
-        encoded = msgspec.json.format(msgspec.json.encode(config))
-        if saved.exists() and saved.read_bytes() != encoded:
-            raise ValueError(
-                f"{saved}: this run directory was started with another configuration; "
-                "use a new --out (or --name), or delete it to start over"
-            )
-        saved.write_bytes(encoded)
+        pin_config(self.out / "run_config.json", config, "run")
         self.stages = Stages(self.out / "stages.json", log)
         if threads:
             import torch

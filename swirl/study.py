@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from swirl.config_files import load_struct
+from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
 from swirl.pipeline import Pipeline, RunConfig, run_config_values
 
@@ -111,20 +111,15 @@ class Study:
         self.out = Path(out)
         self.log = log
         self.out.mkdir(parents=True, exist_ok=True)
-        saved = self.out / "study_config.json"
-        encoded = msgspec.json.format(msgspec.json.encode(config))
-        if saved.exists() and saved.read_bytes() != encoded:
-            raise ValueError(
-                f"{saved}: this study directory was started with another configuration; "
-                "use a new --out, or delete it to start over"
-            )
-        saved.write_bytes(encoded)
+        pin_config(self.out / "study_config.json", config, "study")
 
     def stage1(self, seed: int) -> Pipeline:
         """The seed's Stage-1 data, shared by every arm: trajectories and their labels."""
         base = ArmConfig(name="stage1", mode="base")
         pipeline = Pipeline(
-            arm_run(self.config.run, base, seed=seed), self.out / f"seed-{seed}" / "stage1"
+            arm_run(self.config.run, base, seed=seed),
+            self.out / f"seed-{seed}" / "stage1",
+            log=self.log,
         )
         root = pipeline.out
         pipeline.stages.run(
@@ -139,7 +134,9 @@ class Study:
         """Train (unless base) and evaluate one arm at one seed; returns its eval directory."""
         stage1 = self.stage1(seed).out
         pipeline = Pipeline(
-            arm_run(self.config.run, arm, seed=seed), self.out / f"seed-{seed}" / arm.name
+            arm_run(self.config.run, arm, seed=seed),
+            self.out / f"seed-{seed}" / arm.name,
+            log=self.log,
         )
         root, stages = pipeline.out, pipeline.stages
         model = pipeline.config.model
