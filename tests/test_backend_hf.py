@@ -1,4 +1,4 @@
-"""The local transformers backend on the real embedded model."""
+"""The local transformers backend on the real embedded model, with each of its two engines."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from swirl.tags import find_action_stop
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def backend(embedded_model) -> HFBackend:
+@pytest.fixture(scope="module", params=["fast", "reference"])
+def backend(embedded_model, request) -> HFBackend:
     model, tokenizer = embedded_model
-    return HFBackend(model, tokenizer, name="smollm2", max_batch_size=8)
+    return HFBackend(model, tokenizer, name="smollm2", max_batch_size=8, engine=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,12 @@ def test_budget_context_and_bad_input(backend, prompts):
         [prompts[0]], SamplingParams(max_new_tokens=3, temperature=0, stop_at_action=False)
     )
     assert short.finish_reason == "length" and len(short.token_ids) == 3
-    tight = HFBackend(backend.model, backend.tokenizer, context_length=len(prompts[2]) + 2)
+    tight = HFBackend(
+        backend.model,
+        backend.tokenizer,
+        context_length=len(prompts[2]) + 2,
+        engine=backend.engine,
+    )
     (cut,) = tight.generate(
         [prompts[2]], SamplingParams(max_new_tokens=50, temperature=0, stop_at_action=False)
     )

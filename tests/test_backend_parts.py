@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swirl.backends.base import SamplingParams, derive_seed, params_per_prompt
-from swirl.backends.hf import _common_prefix_length, _row_generator, _sample
+from swirl.backends.hf import _row_generator, _sample
+from swirl.backends.prompt_tree import common_prefix_length
 from swirl.backends.stopping import ActionStopDetector
 from swirl.tags import find_action_stop_py
 
@@ -118,10 +119,10 @@ def test_params_per_prompt_and_seeds():
         SamplingParams(max_new_tokens=0)
 
 
-def test_common_prefix_length():
-    assert _common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
-    assert _common_prefix_length([[5], [6]]) == 0
-    assert _common_prefix_length([[1, 2, 3]]) == 3
+def testcommon_prefix_length():
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert common_prefix_length([[5], [6]]) == 0
+    assert common_prefix_length([[1, 2, 3]]) == 3
 
 
 TEXTS = st.lists(

@@ -1,30 +1,56 @@
 """Local generation with a Hugging Face transformers causal LM, on CPU or GPU.
 
-Batched sampling with a KV cache: prompts are padded into one batch, the prefix they all share
-(the instructions and few-shot examples of an environment prompt) is computed once and its cache
-copied to every row, each row samples with its own seeded generator (so a row's random draws do
-not depend on which other prompts share its batch; its logits may, in the last float bits, as
-batched matmuls round differently with the batch's shape), and a row leaves the batch as soon as it stops:
-on an EOS id, on its token budget, or right after the token that completes a closing action tag.
+Batched sampling with a KV cache: prompts are decoded together, the prefix they all share (the
+instructions and few-shot examples of an environment prompt) is computed once, each row samples
+with its own seeded generator (so a row's random draws do not depend on which other prompts share
+its batch; its logits may, in the last float bits, as batched matmuls round differently with the
+batch's shape), and a row leaves the batch as soon as it stops: on an EOS id, on its token budget,
+or right after the token that completes a closing action tag.
+
+Two engines compute the logits; sampling and stopping are the same code for both:
+
+- ``"fast"`` (:mod:`swirl.backends.decode`): packed weights, preallocated caches, a shared prefix
+  read once per step and kept across calls, prompts that are prefixes of others not prefilled
+  again. Llama-family models (Llama, Mistral without sliding window, Qwen2) with plain linears.
+- ``"reference"``: the transformers model called with a DynamicCache, the shared prefix's cache
+  copied to every row. Any causal LM; the baseline the fast engine is tested against.
+
+``engine="auto"`` (the default) takes the fast engine when it supports the model.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 import torch
 
 from swirl.backends.base import Completion, FinishReason, Message, SamplingParams, params_per_prompt
+from swirl.backends.decode import FastDecoder, unsupported_reason
+from swirl.backends.prompt_tree import common_prefix_length
 from swirl.backends.stopping import ActionStopDetector
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# Below this many shared tokens a separate prefix pass costs more than it saves.
+# Below this many shared tokens a separate prefix pass costs the reference engine more than it saves.
 _MIN_SHARED_PREFIX = 16
+
+Engine = Literal["auto", "fast", "reference"]
+
+
+class DecodeSession(Protocol):
+    """A batch being decoded by one engine: rows are the prompts still sampling, in order."""
+
+    def keep(self, rows: list[int]) -> None:
+        """Only these rows (indices into the current rows, ascending) go on."""
+        ...
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append one token per row (``tokens`` [R] int64); return the next logits [R, V]."""
+        ...
 
 
 class HFBackend:
@@ -36,6 +62,8 @@ class HFBackend:
 
     ``max_batch_size`` bounds the rows decoded together; ``max_batch_tokens`` bounds the padded
     prompt tokens (beyond the shared prefix) of one prefill pass, which sets peak memory.
+    ``engine`` picks how logits are computed (see the module docstring); ``"fast"`` raises if the
+    model is not supported, ``"auto"`` then falls back to ``"reference"``.
     """
 
     def __init__(
@@ -47,9 +75,12 @@ class HFBackend:
         max_batch_size: int = 32,
         max_batch_tokens: int = 16384,
         context_length: int | None = None,
+        engine: Engine = "auto",
     ) -> None:
         if max_batch_size < 1 or max_batch_tokens < 1:
             raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
+        if engine not in ("auto", "fast", "reference"):
+            raise ValueError(f"engine must be 'auto', 'fast' or 'reference', got {engine!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or str(getattr(model.config, "_name_or_path", "") or "model")
@@ -65,6 +96,10 @@ class HFBackend:
         # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        if engine == "auto":
+            engine = "reference" if unsupported_reason(model) else "fast"
+        self.engine: Literal["fast", "reference"] = engine
+        self._fast = FastDecoder(model, rows_hint=max_batch_size) if engine == "fast" else None
 
     @classmethod
     def load(
@@ -73,7 +108,7 @@ class HFBackend:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
-        **kwargs: int,
+        **kwargs: int | str,
     ) -> HFBackend:
         """Load a model by HF name or path (None: the embedded SmolLM2-135M-Instruct)."""
         from swirl.model import EMBEDDED_MODEL, load_model
@@ -125,7 +160,7 @@ class HFBackend:
     def _chunks(self, order: list[int], prompts: Sequence[Sequence[int]]) -> list[list[int]]:
         """Split the length-sorted rows into batches within the row and padded-token budgets
         (tokens past the prefix all prompts share, which the prefill computes once)."""
-        shared = _common_prefix_length(prompts)
+        shared = common_prefix_length(prompts)
         chunks: list[list[int]] = []
         current: list[int] = []
         for index in order:
@@ -145,13 +180,12 @@ class HFBackend:
     def _generate_batch(
         self, prompts: list[Sequence[int]], params: list[SamplingParams]
     ) -> list[Completion]:
-        device = self.model.device
         batch = len(prompts)
         budgets = [
             min(p.max_new_tokens, max(self.context_length - len(q), 0))
             for p, q in zip(params, prompts, strict=True)
         ]
-        cache, logits, attention, next_position = self._prefill(prompts)
+        session, logits = self._start(prompts, max(budgets))
 
         temperatures = torch.tensor([p.temperature for p in params], dtype=torch.float32)
         top_ps = torch.tensor([p.top_p for p in params], dtype=torch.float32)
@@ -166,9 +200,8 @@ class HFBackend:
                 finish[row] = "length"
         live = [row for row in range(batch) if finish[row] is None]  # batch rows still sampling
         if len(live) < batch:
-            keep = torch.tensor(live, device=device)
-            cache.batch_select_indices(keep)
-            logits, attention, next_position = logits[keep], attention[keep], next_position[keep]
+            session.keep(live)
+            logits = logits[live]
 
         while live:
             tokens = _sample(
@@ -193,25 +226,10 @@ class HFBackend:
             if not still:
                 break
             if len(still) < len(live):
-                keep = torch.tensor(still, device=device)
-                cache.batch_select_indices(keep)
-                attention, next_position, tokens = (
-                    attention[keep],
-                    next_position[keep],
-                    tokens[still],
-                )
+                session.keep(still)
+                tokens = tokens[still]
                 live = [live[slot] for slot in still]
-            attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
-            output = self.model(
-                input_ids=tokens.to(device).view(-1, 1),
-                attention_mask=attention,
-                position_ids=next_position.view(-1, 1),
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_kwarg: cache},
-            )
-            logits = output.logits[:, -1]
-            next_position = next_position + 1
+            logits = session.step(tokens)
 
         return [
             Completion(
@@ -222,41 +240,64 @@ class HFBackend:
             for ids, reason in zip(sampled, finish, strict=True)
         ]
 
-    def _prefill(
-        self, prompts: list[Sequence[int]]
-    ) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the prompts through the model.
+    def _start(self, prompts: list[Sequence[int]], room: int) -> tuple[DecodeSession, torch.Tensor]:
+        """Prefill with the chosen engine: the session and the first logits [B, V]."""
+        if self._fast is not None:
+            return self._fast.start(prompts, room, max_tokens=self.max_batch_tokens)
+        return _ReferenceSession.start(self, prompts)
 
-        Returns (cache, last logits [B, V], attention mask [B, L] over the cache slots, position
-        of each row's next token [B]). Layout of row b: the shared prefix, then padding, then the
-        rest of prompt b, so every row's last prompt token sits in the last slot.
+
+class _ReferenceSession:
+    """The reference engine: the transformers model with a DynamicCache, rows left-padded."""
+
+    def __init__(
+        self,
+        backend: HFBackend,
+        cache: object,
+        attention: torch.Tensor,
+        next_position: torch.Tensor,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.attention = attention  # [B, L] over the cache slots
+        self.next_position = next_position  # [B]
+
+    @classmethod
+    def start(
+        cls, backend: HFBackend, prompts: list[Sequence[int]]
+    ) -> tuple[_ReferenceSession, torch.Tensor]:
+        """Run the prompts through the model; return the session and the last logits [B, V].
+
+        Layout of row b: the shared prefix, then padding, then the rest of prompt b, so every
+        row's last prompt token sits in the last slot.
         """
         from transformers import DynamicCache
 
-        device = self.model.device
+        model = backend.model
+        device = model.device
         batch = len(prompts)
         try:
-            cache = DynamicCache(config=self.model.config)
+            cache = DynamicCache(config=model.config)
         except TypeError:  # transformers < 4.56
             cache = DynamicCache()
-        shared = _common_prefix_length(prompts)
+        shared = common_prefix_length(prompts)
         if batch == 1 or shared < _MIN_SHARED_PREFIX:
             shared = 0
         # Keep one token per row after the prefix: its logits start the completion.
         shared = min(shared, min(len(p) for p in prompts) - 1)
         if shared > 0:
             prefix = torch.tensor([list(prompts[0][:shared])], device=device)
-            self.model(
+            model(
                 input_ids=prefix,
                 attention_mask=torch.ones_like(prefix),
                 use_cache=True,
                 logits_to_keep=1,
-                **{self._cache_kwarg: cache},
+                **{backend._cache_kwarg: cache},
             )
             cache.batch_repeat_interleave(batch)
         rests = [list(p[shared:]) for p in prompts]
         width = max(len(r) for r in rests)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        input_ids = torch.full((batch, width), backend.pad_id, dtype=torch.long)
         attention = torch.zeros((batch, shared + width), dtype=torch.long)
         attention[:, :shared] = 1
         for row, rest in enumerate(rests):
@@ -265,16 +306,37 @@ class HFBackend:
         # Positions count real tokens only, so padding never shifts a row's rotary positions.
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
         attention = attention.to(device)
-        output = self.model(
+        output = model(
             input_ids=input_ids.to(device),
             attention_mask=attention,
             position_ids=positions[:, shared:].to(device),
             use_cache=True,
             logits_to_keep=1,
-            **{self._cache_kwarg: cache},
+            **{backend._cache_kwarg: cache},
         )
         next_position = positions[:, -1].to(device) + 1
-        return cache, output.logits[:, -1], attention, next_position
+        return cls(backend, cache, attention, next_position), output.logits[:, -1]
+
+    def keep(self, rows: list[int]) -> None:
+        keep = torch.tensor(rows, device=self.attention.device)
+        self.cache.batch_select_indices(keep)
+        self.attention, self.next_position = self.attention[keep], self.next_position[keep]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        device = self.attention.device
+        self.attention = torch.cat(
+            [self.attention, self.attention.new_ones((len(tokens), 1))], dim=1
+        )
+        output = self.backend.model(
+            input_ids=tokens.to(device).view(-1, 1),
+            attention_mask=self.attention,
+            position_ids=self.next_position.view(-1, 1),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.backend._cache_kwarg: self.cache},
+        )
+        self.next_position = self.next_position + 1
+        return output.logits[:, -1]
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
@@ -289,17 +351,6 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> froz
     if not ids:
         raise ValueError("the tokenizer and model define no EOS token id")
     return frozenset(ids)
-
-
-def _common_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
-    first = prompts[0]
-    length = min(len(p) for p in prompts)
-    for other in prompts[1:]:
-        match = 0
-        while match < length and other[match] == first[match]:
-            match += 1
-        length = match
-    return length
 
 
 def _row_generator(seed: int | None) -> torch.Generator:
