@@ -8,8 +8,12 @@ SwiGLU MLP), organised for batched sampling on CPU:
 - the prefix all prompts share is computed once, kept across calls while the weights are
   unchanged (every turn of an environment starts with the same instructions), and read once per
   decode step for the whole batch (:mod:`swirl.backends.kv_cache`);
+- a row that stops leaves its keys and values for the next call: a prompt that continues it (an
+  episode's next turn: the turn it sampled and the tool's result appended) prefills only its
+  new tokens;
 - a prompt that is a prefix of another (the G samples of one state, the states of one trajectory)
-  is not prefilled on its own (:func:`swirl.backends.prompt_tree.group_chains`);
+  is not prefilled on its own (:func:`swirl.backends.prompt_tree.group_chains`), and a prefill
+  pass packs its sequences end to end, without padding;
 - rows that stopped are dropped from the batch in bulk, not one copy of the cache per stop.
 
 Sampling and stopping stay in :class:`swirl.backends.hf.HFBackend`, which drives a
@@ -24,7 +28,13 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from swirl.backends.kv_cache import PrefixKV, RowKV, decode_attention, prefill_attention
+from swirl.backends.kv_cache import (
+    Continuations,
+    PrefixKV,
+    RowKV,
+    decode_attention,
+    prefill_attention,
+)
 from swirl.backends.packed_linear import PackedLinear
 from swirl.backends.prompt_tree import common_prefix_length, group_chains
 
@@ -37,6 +47,7 @@ _SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 _COMPACT_BELOW = 0.75
 
 Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Context = tuple[torch.Tensor, torch.Tensor]  # keys, values [L, KV, C, D] of C tokens
 
 
 def unsupported_reason(model: PreTrainedModel) -> str | None:
@@ -106,6 +117,8 @@ class FastDecoder:
         self._head: PackedLinear | None = None
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
         self._prefix: PrefixKV | None = None
+        # Two calls' worth of rows: an environment round's episodes come back in the next call.
+        self._continuations = Continuations(capacity=2 * rows_hint)
 
     # -- weights --------------------------------------------------------------------------------
 
@@ -120,29 +133,32 @@ class FastDecoder:
         head = self.model.lm_head
         self._head = PackedLinear(head.weight, head.bias, rows_hint=self.rows_hint)
         self._prefix = None
+        self._continuations.clear()
         self._rope = None
         self._signature = signature
 
     def _rope_table(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [positions, D] from the model's own rotary module (any static rope type)."""
+        """cos and signed sin [positions, D] from the model's own rotary module (any static rope
+        type); the sin's first half is negated so that a rotation is one roll (see _rotate)."""
         if self._rope is None or self._rope[0].shape[0] < positions:
             decoder = self.model.model
             weight = decoder.embed_tokens.weight
             ids = torch.arange(max(positions, 4096), device=weight.device)[None]
             cos, sin = decoder.rotary_emb(weight[:1], ids)
-            self._rope = (cos[0], sin[0])
+            half = self.head_dim // 2
+            self._rope = (cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1))
         return self._rope
 
     # -- the network ----------------------------------------------------------------------------
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        variance = x.float().pow(2).mean(-1, keepdim=True)
-        return weight * (x.float() * torch.rsqrt(variance + self.eps)).to(x.dtype)
+        """RMSNorm as transformers computes it (in float32, then scaled by the weight)."""
+        return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rotated * sin
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        """Rotary embedding ``x * cos + rotate_half(x) * sin``, with ``rotate_half(x) * sin`` as
+        the halves of x swapped times the signed sin."""
+        return torch.addcmul(x * cos, x.roll(self.head_dim // 2, dims=-1), signed_sin)
 
     def _layers_forward(
         self, ids: torch.Tensor, positions: torch.Tensor, attend: Attend
@@ -153,13 +169,13 @@ class FastDecoder:
         n, m = ids.shape
         hidden = F.embedding(ids, self.model.model.embed_tokens.weight)
         cos_table, sin_table = self._rope_table(int(positions.max()) + 1)
-        cos, sin = cos_table[positions][:, None], sin_table[positions][:, None]  # [N, 1, M, D]
-        sizes = [self.heads * self.head_dim] + [self.kv_heads * self.head_dim] * 2
+        cos, sin = cos_table[positions][:, :, None], sin_table[positions][:, :, None]
+        heads, rotated = self.heads, self.heads + self.kv_heads  # q and k heads, rotated together
         for index, layer in enumerate(self._layers):
-            q, k, v = layer.qkv(self._norm(hidden, layer.input_norm)).split(sizes, dim=-1)
-            q = self._rotate(q.view(n, m, -1, self.head_dim).transpose(1, 2), cos, sin)
-            k = self._rotate(k.view(n, m, -1, self.head_dim).transpose(1, 2), cos, sin)
-            v = v.view(n, m, -1, self.head_dim).transpose(1, 2)
+            qkv = layer.qkv(self._norm(hidden, layer.input_norm)).view(n, m, -1, self.head_dim)
+            qk = self._rotate(qkv[:, :, :rotated], cos, sin)
+            q, k = qk[:, :, :heads].transpose(1, 2), qk[:, :, heads:].transpose(1, 2)
+            v = qkv[:, :, rotated:].transpose(1, 2)
             hidden = hidden + layer.o(attend(index, q, k, v))
             gate, up = layer.gate_up(self._norm(hidden, layer.post_norm)).chunk(2, dim=-1)
             hidden = hidden + layer.down(F.silu(gate) * up)
@@ -171,28 +187,43 @@ class FastDecoder:
         return self._head(self._norm(hidden, self.model.model.norm.weight)).float()
 
     def prefill(
-        self, sequences: Sequence[Sequence[int]], prefix: PrefixKV
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run N token sequences that continue ``prefix`` (right-padded to the longest, M).
+        self,
+        sequences: Sequence[Sequence[int]],
+        prefix: PrefixKV,
+        contexts: Sequence[Context | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """Run token sequences that each continue ``prefix`` and then their own context (the KV
+        [L, KV, C_i, D] of the C_i tokens before them, or None), packed end to end (no padding).
 
-        Returns (hidden [N, M, hidden], keys [L, N, KV, M, D], values [L, N, KV, M, D]).
+        Returns (hidden [T, hidden], keys [L, KV, T, D], values [L, KV, T, D], offsets): sequence
+        i's tokens are rows ``offsets[i] : offsets[i] + len(sequences[i])``.
         """
-        device = self.model.model.embed_tokens.weight.device
-        n, m = len(sequences), max(len(s) for s in sequences)
-        ids = torch.zeros((n, m), dtype=torch.long)
-        for row, tokens in enumerate(sequences):
-            ids[row, : len(tokens)] = torch.as_tensor(tokens)
-        positions = (prefix.length + torch.arange(m)).expand(n, m)
-        like = prefix.keys
-        keys = like.new_empty((self.num_layers, n, self.kv_heads, m, self.head_dim))
+        contexts = contexts or [None] * len(sequences)
+        device = prefix.keys.device
+        offsets, flat, positions = [], [], []
+        for tokens, context in zip(sequences, contexts, strict=True):
+            offsets.append(len(flat))
+            start = prefix.length + (0 if context is None else context[0].shape[2])
+            flat.extend(tokens)
+            positions.extend(range(start, start + len(tokens)))
+        total = len(flat)
+        keys = prefix.keys.new_empty((self.num_layers, self.kv_heads, total, self.head_dim))
         values = torch.empty_like(keys)
 
         def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            keys[layer], values[layer] = k, v
-            return prefill_attention(q, k, v, prefix.keys[layer], prefix.values[layer])
+            keys[layer], values[layer] = k[0], v[0]
+            out = q.new_empty((total, q.shape[1] * self.head_dim))
+            for offset, tokens, context in zip(offsets, sequences, contexts, strict=True):
+                span = slice(offset, offset + len(tokens))
+                pieces = [(prefix.keys[layer], prefix.values[layer])]
+                if context is not None:
+                    pieces.append((context[0][layer], context[1][layer]))
+                out[span] = prefill_attention(q[0, :, span], k[0, :, span], v[0, :, span], pieces)
+            return out[None]
 
-        hidden = self._layers_forward(ids.to(device), positions.to(device), attend)
-        return hidden, keys, values
+        ids = torch.tensor([flat], device=device)
+        hidden = self._layers_forward(ids, torch.tensor([positions], device=device), attend)
+        return hidden[0], keys, values, offsets
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -207,8 +238,8 @@ class FastDecoder:
             base = self._prefix.truncated(match)
         if base.length == common:
             return base
-        _, keys, values = self.prefill([wanted[base.length :]], base)
-        self._prefix = base.extended(wanted[base.length :], keys[:, 0], values[:, 0])
+        _, keys, values, _ = self.prefill([wanted[base.length :]], base)
+        self._prefix = base.extended(wanted[base.length :], keys, values)
         return self._prefix
 
     @torch.inference_mode()
@@ -217,20 +248,36 @@ class FastDecoder:
     ) -> tuple[FastSession, torch.Tensor]:
         """Prefill ``prompts`` and reserve ``room`` new tokens per row.
 
-        ``max_tokens`` bounds the padded tokens of one prefill pass. Returns the session and the
-        logits [B, V] (float32) that predict each row's first new token.
+        Each row's tokens after the shared prefix come from, in order: the longest finished row
+        of an earlier call that its prompt continues (no compute), then a prefill pass, shared by
+        every row whose new tokens are a prefix of another's with the same earlier row.
+        ``max_tokens`` bounds the tokens of one prefill pass. Returns the session and the logits
+        [B, V] (float32) that predict each row's first new token.
         """
         self.refresh()
         like = self.model.model.embed_tokens.weight
         prefix = self._shared_prefix(prompts, like)
-        rests = [list(p[prefix.length :]) for p in prompts]
-        heads, head_of = group_chains(rests)
+        start = prefix.length
+        contexts: list[Context | None] = []
+        news: list[tuple[int, ...]] = []
+        for prompt in prompts:
+            prompt = tuple(prompt)
+            # One new token at least: its logits start the completion.
+            context = self._continuations.longest(prompt, start, len(prompt) - start - 1)
+            contexts.append(context)
+            news.append(prompt[start + (0 if context is None else context[0].shape[2]) :])
+        # Rows group only with rows that continue the same span of the same earlier row.
+        sources = [
+            (0, 0) if c is None else (c[0].untyped_storage().data_ptr(), c[0].shape[2])
+            for c in contexts
+        ]
+        heads, head_of = group_chains([(s, *n) for s, n in zip(sources, news, strict=True)])
         rows = RowKV(
             self.num_layers,
             len(prompts),
             self.kv_heads,
             self.head_dim,
-            prompt_lengths=[len(r) for r in rests],
+            prompt_lengths=[len(p) - start for p in prompts],
             room=room,
             like=like,
         )
@@ -238,44 +285,63 @@ class FastDecoder:
         members: dict[int, list[int]] = {}
         for row, head in enumerate(head_of):
             members.setdefault(head, []).append(row)
-        start = 0
-        while start < len(heads):
-            # heads are longest first: a pass holds as many as fit the token budget.
-            width = len(rests[heads[start]])
-            stop = start + max(1, max_tokens // width)
-            batch = heads[start:stop]
-            hidden, keys, values = self.prefill([rests[h] for h in batch], prefix)
-            for slot, head in enumerate(batch):
+        first = 0
+        while first < len(heads):
+            # A pass takes heads while their tokens fit the budget (always one at least).
+            stop, tokens = first + 1, len(news[heads[first]])
+            while stop < len(heads) and tokens + len(news[heads[stop]]) <= max_tokens:
+                tokens += len(news[heads[stop]])
+                stop += 1
+            batch = heads[first:stop]
+            hidden, keys, values, offsets = self.prefill(
+                [news[h] for h in batch], prefix, [contexts[h] for h in batch]
+            )
+            for head, offset in zip(batch, offsets, strict=True):
                 for row in members[head]:
-                    n = len(rests[row])
-                    rows.put_prompt(row, keys[:, slot, :, :n], values[:, slot, :, :n])
-                    last[row] = hidden[slot, n - 1]
-            start = stop
-        positions = torch.tensor([len(p) for p in prompts], device=like.device)
-        return FastSession(self, prefix, rows, positions), self.logits(last)
+                    n = len(news[row])
+                    pieces = [] if contexts[row] is None else [contexts[row]]
+                    span = slice(offset, offset + n)
+                    pieces.append((keys[:, :, span], values[:, :, span]))
+                    rows.put_prompt(row, pieces)
+                    last[row] = hidden[offset + n - 1]
+            first = stop
+        session = FastSession(self, prefix, rows, [list(p) for p in prompts])
+        return session, self.logits(last)
 
 
 class FastSession:
-    """The decoding state of one batch: feed one token per live row, get the next logits."""
+    """The decoding state of one batch: feed one token per live row, get the next logits.
+
+    A row that stops leaves its keys and values (prompt and fed tokens) to the decoder's
+    continuations, for a later prompt that extends it.
+    """
 
     def __init__(
-        self, decoder: FastDecoder, prefix: PrefixKV, rows: RowKV, positions: torch.Tensor
+        self, decoder: FastDecoder, prefix: PrefixKV, rows: RowKV, prompts: list[list[int]]
     ) -> None:
         self.decoder = decoder
         self.prefix = prefix
         self.rows = rows
-        self.positions = positions  # [slots]: position of each slot's next token
-        self.live = list(range(positions.shape[0]))  # slot of each live row
+        self.tokens = prompts  # per slot: every token whose keys and values are cached
+        device = prefix.keys.device
+        self.positions = torch.tensor([len(p) for p in prompts], device=device)  # [slots]
+        self.live = list(range(len(prompts)))  # slot of each live row
 
     def keep(self, rows: list[int]) -> None:
         """Only these live rows (indices into the current live rows, in order) go on."""
-        self.live = [self.live[r] for r in rows]
+        kept = [self.live[r] for r in rows]
+        start = self.prefix.length
+        for slot in set(self.live) - set(kept):
+            tokens = self.tokens[slot]
+            keys, values = self.rows.row_span(slot, len(tokens) - start)
+            self.decoder._continuations.add(tuple(tokens), start, keys, values)
+        self.live = kept
         slots = self.positions.shape[0]
-        if len(self.live) <= _COMPACT_BELOW * slots:
-            index = torch.tensor(self.live, device=self.positions.device)
-            self.rows.select(index)
-            self.positions = self.positions[index]
-            self.live = list(range(len(self.live)))
+        if kept and len(kept) <= _COMPACT_BELOW * slots:
+            self.rows.select(kept)
+            self.positions = self.positions[kept]
+            self.tokens = [self.tokens[slot] for slot in kept]
+            self.live = list(range(len(kept)))
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -285,6 +351,8 @@ class FastSession:
         ids = torch.zeros(self.positions.shape[0], dtype=torch.long, device=device)
         live = torch.tensor(self.live, device=device)
         ids[live] = tokens.to(device)
+        for slot, token in zip(self.live, tokens.tolist(), strict=True):
+            self.tokens[slot].append(token)
         column = rows.filled
         rows.filled += 1
 

@@ -223,13 +223,12 @@ class HFBackend:
                     finish[row] = "length"
                 else:
                     still.append(slot)
-            if not still:
-                break
             if len(still) < len(live):
-                session.keep(still)
+                session.keep(still)  # also when none goes on: the fast engine keeps their caches
                 tokens = tokens[still]
                 live = [live[slot] for slot in still]
-            logits = session.step(tokens)
+            if live:
+                logits = session.step(tokens)
 
         return [
             Completion(
@@ -318,7 +317,7 @@ class _ReferenceSession:
         return cls(backend, cache, attention, next_position), output.logits[:, -1]
 
     def keep(self, rows: list[int]) -> None:
-        keep = torch.tensor(rows, device=self.attention.device)
+        keep = torch.tensor(rows, dtype=torch.long, device=self.attention.device)
         self.cache.batch_select_indices(keep)
         self.attention, self.next_position = self.attention[keep], self.next_position[keep]
 
