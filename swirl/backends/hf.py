@@ -15,7 +15,9 @@ Two engines compute the logits; sampling and stopping are the same code for both
 - ``"reference"``: the transformers model called with a DynamicCache, the shared prefix's cache
   copied to every row. Any causal LM; the baseline the fast engine is tested against.
 
-``engine="auto"`` (the default) takes the fast engine when it supports the model.
+``engine="auto"`` (the default) takes the fast engine when it supports the model and the model
+is on the CPU, which it is tuned and measured for (``benches/bench_generation.py``); on other
+devices it runs with plain ``torch.nn.functional.linear`` and only ``engine="fast"`` selects it.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class HFBackend:
     ``max_batch_size`` bounds the rows decoded together; ``max_batch_tokens`` bounds the padded
     prompt tokens (beyond the shared prefix) of one prefill pass, which sets peak memory.
     ``engine`` picks how logits are computed (see the module docstring); ``"fast"`` raises if the
-    model is not supported, ``"auto"`` then falls back to ``"reference"``.
+    model is not supported, ``"auto"`` then (or off the CPU) falls back to ``"reference"``.
     """
 
     def __init__(
@@ -97,7 +99,8 @@ class HFBackend:
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         if engine == "auto":
-            engine = "reference" if unsupported_reason(model) else "fast"
+            on_cpu = next(model.parameters()).device.type == "cpu"
+            engine = "fast" if on_cpu and unsupported_reason(model) is None else "reference"
         self.engine: Literal["fast", "reference"] = engine
         self._fast = FastDecoder(model, rows_hint=max_batch_size) if engine == "fast" else None
 
