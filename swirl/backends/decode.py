@@ -123,8 +123,10 @@ class FastDecoder:
     # -- weights --------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Repack the weights if any parameter changed since the last call (an optimizer step,
-        a load) and forget the cached prefix with them."""
+        """Repack the weights if any parameter changed since the last call and forget the cached
+        keys and values with them. A change is a new tensor or a new version: every in-place
+        update autograd sees (optimizer steps, ``load_state_dict``), not a write through
+        ``param.data``."""
         signature = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
         if signature == self._signature:
             return
