@@ -235,8 +235,9 @@ def metrics_table(by_arm: dict[str, dict[str, EvalReport]], seeds: Sequence[str]
         "| arm | seed | n | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
         "|---|---|---|" + "---|" * len(keys),
     ]
+    rows = [*seeds, POOLED] if len(seeds) > 1 else list(seeds)  # one seed: pooled is the same
     for arm, by_seed in by_arm.items():
-        for seed in [*seeds, POOLED]:
+        for seed in rows:
             report = by_seed[seed]
             cells = " | ".join(_cell(report, k) for k in keys)
             lines.append(f"| {arm} | {seed} | {report.questions} | {cells} |")
@@ -248,7 +249,10 @@ def comparisons_table(comparisons: Sequence[Comparison]) -> list[str]:
         "| arm | vs | metric | seed | difference [95% CI] | p | test |",
         "|---|---|---|---|---|---|---|",
     ]
+    several = len({c.seed for c in comparisons}) > 2  # more than one seed, and pooled
     for c in comparisons:
+        if c.seed == POOLED and not several:
+            continue  # one seed: the pooled test is the same test
         t = c.test
         p = f"{t.p_value:.2g}" if t.p_value < 0.001 else f"{t.p_value:.3f}"
         lines.append(
@@ -284,7 +288,8 @@ def markdown(results: StudyResults, config: StudyConfig) -> str:
         "",
         f"Arms {', '.join(results.arms)}; seeds {', '.join(seeds)}; {questions} held-out questions "
         f"of the {results.split} split per evaluation; {run.train_limit} training questions and "
-        f"{run.train.steps} optimizer steps for every trained arm.",
+        f"{run.train.steps} optimizer steps for every trained arm (unless its overrides say "
+        "otherwise).",
         "",
         "## Held-out metrics (mean [95% interval])",
         "",
