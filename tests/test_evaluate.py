@@ -7,7 +7,7 @@ import json
 
 import msgspec
 import pytest
-from trajectory_builders import MATH_EXAMPLE, QA_EXAMPLE, step, trajectory
+from trajectory_builders import MATH_EXAMPLE, QA_EXAMPLE, record, step, trajectory
 
 from swirl.cli import main
 from swirl.evaluate import EvalRecord, aggregate, evaluate, markdown, score
@@ -64,29 +64,6 @@ def test_score_math_and_unanswered() -> None:
 def test_score_needs_labels() -> None:
     with pytest.raises(ValueError, match="no outcome label"):
         score(QA_EXAMPLE, trajectory(QA_EXAMPLE, [step("<answer>x</answer>")]))
-
-
-def record(**fields) -> EvalRecord:
-    base = dict(
-        example_id="e",
-        trajectory_id="e#0",
-        task="qa",
-        question="?",
-        answers=["a"],
-        prediction="a",
-        termination="answer",
-        steps=2,
-        tool_calls=1,
-        judge="reference",
-        judge_correct=True,
-        exact_match=True,
-        f1=1.0,
-        precision=1.0,
-        recall=1.0,
-        cover_match=True,
-        process_label=1.0,
-    )
-    return EvalRecord(**{**base, **fields})
 
 
 def test_aggregate_means_intervals_and_unknowns() -> None:

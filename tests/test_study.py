@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from trajectory_builders import record
 
 from swirl.cli import main
 from swirl.evaluate import EvalRecord
@@ -16,23 +17,17 @@ from swirl.study import ArmConfig, StudyConfig, load_study_config
 from swirl.study_report import write_study_report
 
 
-def record(question: int, correct: bool, process: float) -> EvalRecord:
-    return EvalRecord(
+def scored(question: int, correct: bool, process: float) -> EvalRecord:
+    value = 1.0 if correct else 0.0
+    return record(
         example_id=f"q{question}",
         trajectory_id=f"q{question}#0",
-        task="qa",
-        question="?",
-        answers=["a"],
         prediction="a" if correct else "b",
-        termination="answer",
-        steps=2,
-        tool_calls=1,
-        judge="reference",
         judge_correct=correct,
         exact_match=correct,
-        f1=1.0 if correct else 0.0,
-        precision=1.0 if correct else 0.0,
-        recall=1.0 if correct else 0.0,
+        f1=value,
+        precision=value,
+        recall=value,
         cover_match=correct,
         process_label=process,
     )
@@ -51,8 +46,8 @@ def test_report_paired_statistics_on_a_constructed_case(tmp_path: Path) -> None:
         ],
         seeds=[0, 1],
     )
-    base = [record(q, q == 0, 0.2 + 0.05 * q) for q in range(10)]
-    swirl = [record(q, q <= 6, 0.3 + 0.05 * q) for q in range(10)]
+    base = [scored(q, q == 0, 0.2 + 0.05 * q) for q in range(10)]
+    swirl = [scored(q, q <= 6, 0.3 + 0.05 * q) for q in range(10)]
     for seed in (0, 1):
         root = tmp_path / f"seed-{seed}"
         write_jsonl(root / "base" / "eval" / "records.jsonl", base)
@@ -96,8 +91,8 @@ def test_report_refuses_arms_evaluated_on_different_questions(tmp_path: Path) ->
     config = StudyConfig(
         arms=[ArmConfig(name="base", mode="base"), ArmConfig(name="sft", mode="sft")]
     )
-    write_jsonl(tmp_path / "seed-0" / "base" / "eval" / "records.jsonl", [record(0, True, 1.0)])
-    write_jsonl(tmp_path / "seed-0" / "sft" / "eval" / "records.jsonl", [record(1, True, 1.0)])
+    write_jsonl(tmp_path / "seed-0" / "base" / "eval" / "records.jsonl", [scored(0, True, 1.0)])
+    write_jsonl(tmp_path / "seed-0" / "sft" / "eval" / "records.jsonl", [scored(1, True, 1.0)])
     with pytest.raises(ValueError, match="different questions"):
         write_study_report(tmp_path, config)
 

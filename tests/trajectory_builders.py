@@ -1,9 +1,11 @@
-"""Hand-built examples and trajectories for the judge, filter and evaluation tests."""
+"""Hand-built examples, trajectories and evaluation records for the judge, filter, evaluation
+and study tests."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from swirl.evaluate import EvalRecord
 from swirl.schema import Example, Judgment, Step, SupportingFact, Trajectory
 from swirl.tags import parse_action
 
@@ -63,3 +65,27 @@ def trajectory(
         termination="answer" if answer is not None else "step_cap",
         outcome=None if outcome == "unset" else Judgment(judge="test", verdict=outcome),
     )
+
+
+def record(**fields) -> EvalRecord:
+    """An evaluation record of a correct one-search answer, with ``fields`` changed."""
+    base = dict(
+        example_id="e",
+        trajectory_id="e#0",
+        task="qa",
+        question="?",
+        answers=["a"],
+        prediction="a",
+        termination="answer",
+        steps=2,
+        tool_calls=1,
+        judge="reference",
+        judge_correct=True,
+        exact_match=True,
+        f1=1.0,
+        precision=1.0,
+        recall=1.0,
+        cover_match=True,
+        process_label=1.0,
+    )
+    return EvalRecord(**{**base, **fields})
