@@ -50,20 +50,22 @@ def _run_train_defaults() -> TrainConfig:
 
 class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The main job's knobs, validated as a whole when loaded (a typo in any table fails before
-    anything runs). Defaults are sized for ~15 minutes on 2 CPU cores. ``rollout``, ``tools``,
+    anything runs). Defaults are sized for ~15 minutes on 2 CPU cores, and the Stage-1 size and
+    the rounds are the recipe chosen on demo-qa's validation split (``docs/study-demo-qa.md``):
+    200 questions x 4 samples, two SWiRL rounds. ``rollout``, ``tools``,
     ``judge`` and ``train`` are the Stage-1 and Stage-2 settings (:mod:`swirl.settings`,
     :class:`~swirl.training.config.TrainConfig`; its paths and data are filled in per stage)."""
 
     data: str = "demo-qa"
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
-    rounds: int = 1
+    rounds: int = 2  # round 2 trains at the states the round-1 policy reaches
     eval_limit: int = 50  # held-out questions per evaluation
-    train_limit: int = 80  # training questions rolled out per round
+    train_limit: int = 200  # training questions rolled out per round
     # Questions of the train split after the training ones, never trained on: the split to tune
     # on (eval_split = "validation"); the test split is only for reporting.
     validation_limit: int = 50
     eval_split: Literal["test", "validation"] = "test"
-    samples_per_question: int = 2  # paper: 5
+    samples_per_question: int = 4  # paper: 5
     temperature: float = 0.5  # Stage-1 sampling (evaluation is greedy)
     filter: Strategy = "process"
     filter_size: int | None = None

@@ -13,6 +13,7 @@ from swirl.pipeline import Pipeline, RunConfig, load_run_config
 SMALL = """
 data = "demo-qa"
 eval_limit = 3
+rounds = 1
 train_limit = 4
 samples_per_question = 2
 filter = "none"

@@ -10,7 +10,11 @@ HELP = "the whole pipeline: evaluate, generate, judge, filter, train, evaluate, 
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ``run`` and ``iterate`` (each overrides the TOML config)."""
+    """Flags shared by ``run`` and ``iterate`` (each overrides the TOML config); the defaults
+    named in the help are :class:`~swirl.pipeline.RunConfig`'s."""
+    from swirl.pipeline import RunConfig
+
+    defaults = RunConfig()
     parser.add_argument(
         "--config",
         default=None,
@@ -20,25 +24,44 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--name", default="demo", help="run name: output in runs/NAME (default demo)"
     )
     parser.add_argument("--out", default=None, help="output directory (default runs/NAME)")
-    parser.add_argument("--data", default=None, help="dataset name or file (default demo-qa)")
+    parser.add_argument(
+        "--data", default=None, help=f"dataset name or file (default {defaults.data})"
+    )
     parser.add_argument("--model", default=None, help="HF model path or name (default: embedded)")
     parser.add_argument("--judge", default=None, help="reference | hf:PATH | openai:URL[#model]")
     parser.add_argument(
-        "--eval-limit", type=int, default=None, help="held-out questions (default 50)"
+        "--eval-limit",
+        type=int,
+        default=None,
+        help=f"held-out questions (default {defaults.eval_limit})",
     )
     parser.add_argument(
-        "--train-limit", type=int, default=None, help="training questions (default 80)"
+        "--train-limit",
+        type=int,
+        default=None,
+        help=f"training questions per round (default {defaults.train_limit})",
     )
     parser.add_argument(
-        "--samples-per-question", type=int, default=None, help="rollouts per question"
+        "--samples-per-question",
+        type=int,
+        default=None,
+        help=f"rollouts per question (default {defaults.samples_per_question})",
     )
     parser.add_argument(
-        "--temperature", type=float, default=None, help="Stage-1 sampling temperature"
+        "--temperature",
+        type=float,
+        default=None,
+        help=f"Stage-1 sampling temperature (default {defaults.temperature})",
     )
     parser.add_argument(
         "--filter", default=None, choices=["none", "process", "outcome", "process+outcome"]
     )
-    parser.add_argument("--train-steps", type=int, default=None, help="optimizer steps per round")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps per round (default {defaults.train.steps})",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -71,7 +94,10 @@ def pipeline_from_args(args: argparse.Namespace, **extra):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
-    parser.add_argument("--rounds", type=int, default=None, help="SWiRL rounds (default 1)")
+    from swirl.pipeline import RunConfig
+
+    rounds = RunConfig().rounds
+    parser.add_argument("--rounds", type=int, default=None, help=f"SWiRL rounds (default {rounds})")
     parser.add_argument(
         "--compare-sft",
         action="store_true",
