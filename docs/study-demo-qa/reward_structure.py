@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 
 def reward_table(path: str) -> str:
     """A markdown table: evidence found (0, 1, 2+) x action kind -> count and GOOD rate."""
     taken: Counter[tuple[int, str]] = Counter()
     good: Counter[tuple[int, str]] = Counter()
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         trajectory = json.loads(line)
         evidence = 0
         for step in trajectory["steps"]:
