@@ -139,6 +139,13 @@ class Study:
             log=self.log,
         )
         root, stages = pipeline.out, pipeline.stages
+        evaluation = root / (f"round-{arm.rounds}/eval" if arm.mode == "online" else "eval")
+        last = [str(evaluation.relative_to(root))]
+        last += ["transfer"] if self.config.transfer is not None else []
+        if all(name in stages.done for name in last):
+            # A finished cell needs no model (its checkpoints may be deleted to free the disk).
+            self.log(f"[seed {seed}] {arm.name}: every stage done already")
+            return evaluation
         model = pipeline.config.model
         if arm.mode == "online":
             # The arm's first round reuses the seed's Stage-1 files (generation and judging then
@@ -151,14 +158,12 @@ class Study:
                     if not target.exists():
                         shutil.copyfile(stage1 / f"{name}{suffix}", target)
             model = pipeline.iterate()
-            evaluation = root / f"round-{arm.rounds}" / "eval"
         else:
             if arm.mode != "base":
                 data = self._training_data(pipeline, arm, stage1)
                 mode = arm.mode
                 stages.run("train", pipeline.train, data, model, root / "train", mode=mode)
                 model = pipeline.trained_model(root)
-            evaluation = root / "eval"
             stages.run("eval", pipeline.evaluate, model, evaluation)
         if self.config.transfer is not None:
             transfer = self._transfer_pipeline(seed, arm)
