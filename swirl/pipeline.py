@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,34 @@ def load_run_config(path: str | Path | None, **overrides: Any) -> RunConfig:
     )
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """The model a training stage wrote (under ``train_dir``), looked up only when a stage that
+    reads it runs: a finished run needs no checkpoint on disk, so they may be deleted."""
+
+    train_dir: Path
+
+    def path(self) -> str:
+        """The newest checkpoint's model folder."""
+        from swirl.training.checkpoint import latest_checkpoint
+
+        checkpoint = latest_checkpoint(self.train_dir / "checkpoints")
+        if checkpoint is None:
+            raise FileNotFoundError(
+                f"{self.train_dir}: no checkpoint (training did not finish, or its checkpoints "
+                "were deleted)"
+            )
+        return str(checkpoint / "model")
+
+
+Model = str | None | TrainedModel  # a path or name, the embedded model, or a training's output
+
+
+def model_path(model: Model) -> str | None:
+    """``model`` as :class:`~swirl.backends.hf.HFBackend` and the trainer take it."""
+    return model.path() if isinstance(model, TrainedModel) else model
+
+
 class Stages:
     """Which stages of a run are done, and how long each took (``stages.json``)."""
 
@@ -130,14 +159,15 @@ class Stages:
         self.done: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
     def run(self, name: str, work: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """``work(*args, **kwargs)`` unless stage ``name`` finished in an earlier run."""
+        """``work(*args, **kwargs)`` unless stage ``name`` finished in an earlier run; a
+        :class:`TrainedModel` argument becomes its checkpoint's path only if the stage runs."""
         log = self.log
         if name in self.done:
             log(f"[{name}] done already ({self.done[name]:.0f} s), skipped")
             return
         log(f"[{name}] ...")
         started = time.perf_counter()
-        work(*args, **kwargs)
+        work(*[a.path() if isinstance(a, TrainedModel) else a for a in args], **kwargs)
         self.done[name] = time.perf_counter() - started
         staging = self.path.with_suffix(".tmp")
         staging.write_text(json.dumps(self.done, indent=2))
@@ -325,19 +355,12 @@ class Pipeline:
 
     # -- the job -------------------------------------------------------------------------------
 
-    def trained_model(self, round_dir: Path) -> str:
-        from swirl.training.checkpoint import latest_checkpoint
+    def trained_model(self, round_dir: Path) -> TrainedModel:
+        return TrainedModel(round_dir / "train")
 
-        checkpoint = latest_checkpoint(round_dir / "train" / "checkpoints")
-        if checkpoint is None:
-            raise FileNotFoundError(
-                f"{round_dir / 'train'}: no checkpoint (training did not finish)"
-            )
-        return str(checkpoint / "model")
-
-    def iterate(self) -> str | None:
-        """Run the configured rounds; return the final model (a checkpoint folder)."""
-        model = self.config.model
+    def iterate(self) -> Model:
+        """Run the configured rounds; return the final model (the last round's training)."""
+        model: Model = self.config.model
         for number in range(1, self.config.rounds + 1):
             root = self.out / f"round-{number}"
             root.mkdir(exist_ok=True)

@@ -29,7 +29,7 @@ import msgspec
 
 from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
-from swirl.pipeline import Pipeline, RunConfig, run_config_values
+from swirl.pipeline import Model, Pipeline, RunConfig, run_config_values
 
 ArmMode = Literal["base", "sft", "offline", "online", "outcome"]
 
@@ -140,13 +140,7 @@ class Study:
         )
         root, stages = pipeline.out, pipeline.stages
         evaluation = root / (f"round-{arm.rounds}/eval" if arm.mode == "online" else "eval")
-        last = [str(evaluation.relative_to(root))]
-        last += ["transfer"] if self.config.transfer is not None else []
-        if all(name in stages.done for name in last):
-            # A finished cell needs no model (its checkpoints may be deleted to free the disk).
-            self.log(f"[seed {seed}] {arm.name}: every stage done already")
-            return evaluation
-        model = pipeline.config.model
+        model: Model = pipeline.config.model
         if arm.mode == "online":
             # The arm's first round reuses the seed's Stage-1 files (generation and judging then
             # find nothing left to do), so every arm starts from the same data.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,12 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["run", "--config", str(config), "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("done already") == 6
     assert json.loads((out / "stages.json").read_text()) == stages
+
+    # A finished run needs no checkpoint: deleted (to free the disk), the rerun still reports.
+    shutil.rmtree(out / "round-1" / "train" / "checkpoints")
+    assert main(["run", "--config", str(config), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done already") == 6
+    assert (out / "report.md").read_text() == report
 
 
 def test_config_file_and_errors(tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def test_tiny_study_runs_reports_and_resumes(
     for checkpoints in out.rglob("checkpoints"):
         shutil.rmtree(checkpoints)
     assert main(["study", "--config", str(config), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.count("every stage done already") == 3
+    assert "] ..." not in capsys.readouterr().out  # no stage started again
     assert json.loads((out / "study.json").read_text())["metrics"] == results["metrics"]
     with pytest.raises(ValueError, match="another configuration"):
         from swirl.study import Study

@@ -17,8 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from swirl.commands.run import pipeline_from_args
+    from swirl.pipeline import model_path
 
     pipeline = pipeline_from_args(args, rounds=args.rounds)
-    model = pipeline.iterate()
-    print(f"final model: {model}")
+    print(f"final model: {model_path(pipeline.iterate())}")
     return 0
