@@ -229,30 +229,33 @@ def _cell(report: EvalReport, key: str) -> str:
     return mean if mean == "-" else f"{mean} {interval}"
 
 
+def shown_seeds(seeds: Sequence[str]) -> list[str]:
+    """The seed rows of the report's tables: each seed, then the pooled row unless there is one
+    seed (its pooled numbers and tests are the seed's own)."""
+    return [*seeds, POOLED] if len(seeds) > 1 else list(seeds)
+
+
 def metrics_table(by_arm: dict[str, dict[str, EvalReport]], seeds: Sequence[str]) -> list[str]:
     keys = list(STUDY_METRICS)
     lines = [
         "| arm | seed | n | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
         "|---|---|---|" + "---|" * len(keys),
     ]
-    rows = [*seeds, POOLED] if len(seeds) > 1 else list(seeds)  # one seed: pooled is the same
     for arm, by_seed in by_arm.items():
-        for seed in rows:
+        for seed in shown_seeds(seeds):
             report = by_seed[seed]
             cells = " | ".join(_cell(report, k) for k in keys)
             lines.append(f"| {arm} | {seed} | {report.questions} | {cells} |")
     return lines
 
 
-def comparisons_table(comparisons: Sequence[Comparison]) -> list[str]:
+def comparisons_table(comparisons: Sequence[Comparison], seeds: Sequence[str]) -> list[str]:
     lines = [
         "| arm | vs | metric | seed | difference [95% CI] | p | test |",
         "|---|---|---|---|---|---|---|",
     ]
-    several = len({c.seed for c in comparisons}) > 2  # more than one seed, and pooled
-    for c in comparisons:
-        if c.seed == POOLED and not several:
-            continue  # one seed: the pooled test is the same test
+    shown = shown_seeds(seeds)
+    for c in (c for c in comparisons if str(c.seed) in shown):
         t = c.test
         p = f"{t.p_value:.2g}" if t.p_value < 0.001 else f"{t.p_value:.3f}"
         lines.append(
@@ -300,7 +303,7 @@ def markdown(results: StudyResults, config: StudyConfig) -> str:
         "",
         "## Paired comparisons on the same questions",
         "",
-        *comparisons_table(results.comparisons),
+        *comparisons_table(results.comparisons, seeds),
         "",
         "Difference = arm minus the compared arm. Exact McNemar (Newcombe interval) for exact "
         "match, paired percentile bootstrap (10,000 resamples) for F1 and the process label. "
@@ -317,7 +320,7 @@ def markdown(results: StudyResults, config: StudyConfig) -> str:
             "",
             *metrics_table(results.transfer, seeds),
             "",
-            *comparisons_table(results.transfer_comparisons),
+            *comparisons_table(results.transfer_comparisons, seeds),
         ]
     return "\n".join(lines) + "\n"
 
