@@ -5,13 +5,19 @@ step-wise RL, evaluate again, and write a report; everything under ``runs/<name>
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, get_args
+
+from swirl.filtering import Strategy
+
+if TYPE_CHECKING:
+    from swirl.pipeline import RunConfig
 
 HELP = "the whole pipeline: evaluate, generate, judge, filter, train, evaluate, report"
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser) -> RunConfig:
     """Flags shared by ``run`` and ``iterate`` (each overrides the TOML config); the defaults
-    named in the help are :class:`~swirl.pipeline.RunConfig`'s."""
+    named in the help are :class:`~swirl.pipeline.RunConfig`'s, which it returns."""
     from swirl.pipeline import RunConfig
 
     defaults = RunConfig()
@@ -53,9 +59,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"Stage-1 sampling temperature (default {defaults.temperature})",
     )
-    parser.add_argument(
-        "--filter", default=None, choices=["none", "process", "outcome", "process+outcome"]
-    )
+    parser.add_argument("--filter", default=None, choices=get_args(Strategy))
     parser.add_argument(
         "--train-steps",
         type=int,
@@ -64,6 +68,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return defaults
 
 
 def pipeline_from_args(args: argparse.Namespace, **extra):
@@ -93,10 +98,7 @@ def pipeline_from_args(args: argparse.Namespace, **extra):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_run_arguments(parser)
-    from swirl.pipeline import RunConfig
-
-    rounds = RunConfig().rounds
+    rounds = add_run_arguments(parser).rounds
     parser.add_argument("--rounds", type=int, default=None, help=f"SWiRL rounds (default {rounds})")
     parser.add_argument(
         "--compare-sft",
