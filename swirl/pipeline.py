@@ -51,15 +51,16 @@ def _run_train_defaults() -> TrainConfig:
 
 class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The main job's knobs, validated as a whole when loaded (a typo in any table fails before
-    anything runs). Defaults are sized for ~15 minutes on 2 CPU cores, and the Stage-1 size and
-    the rounds are the recipe chosen on demo-qa's validation split over two seeds
-    (``docs/study-demo-qa.md``): 200 questions x 4 samples, one SWiRL round. ``rollout``, ``tools``,
+    anything runs). Defaults fit in well under 15 minutes on 2 CPU cores (5.0 measured), and
+    the Stage-1 size (200 questions x 4 samples, at validation seed 0) and the one SWiRL round (at
+    validation seeds 0 and 1) were chosen on demo-qa's validation split (``docs/study-demo-qa.md``;
+    a longer two-round recipe did better there at about 4x the time). ``rollout``, ``tools``,
     ``judge`` and ``train`` are the Stage-1 and Stage-2 settings (:mod:`swirl.settings`,
     :class:`~swirl.training.config.TrainConfig`; its paths and data are filled in per stage)."""
 
     data: str = "demo-qa"
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
-    rounds: int = 1  # a second round collapsed into repeated searching on one seed of two
+    rounds: int = 1  # a second round of this recipe collapsed on validation seed 1 (tune-4)
     eval_limit: int = 50  # held-out questions per evaluation
     train_limit: int = 200  # training questions rolled out per round
     # Questions of the train split after the training ones, never trained on: the split to tune
