@@ -82,6 +82,7 @@ for normalize in ("token", "branch", "sum"):
     results[normalize] = {"loss": loss / info.world_size, "grads": grads}
 if info.is_main:
     torch.save(results, out)
+dd.close_distributed(info)
 """
 
 

@@ -17,6 +17,7 @@ import torch.distributed as dist
 class DistInfo:
     rank: int = 0
     world_size: int = 1
+    owns_group: bool = False  # init_distributed created the process group (and closes it)
 
     @property
     def enabled(self) -> bool:
@@ -32,9 +33,19 @@ def init_distributed(device: torch.device) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_group=owns_group)
+
+
+def close_distributed(info: DistInfo) -> None:
+    """Leave the process group :func:`init_distributed` created, once every rank is done: a rank
+    that exits while another still talks to it can abort in gloo's threads ("terminate called
+    without an active exception"). A group the caller created is left to the caller."""
+    if info.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def shard_policy(policy: torch.nn.Module, info: DistInfo) -> torch.nn.Module:

@@ -662,6 +662,7 @@ class Trainer:
                 self.out / "training_curves.png",
                 title=f"swirl train ({config.mode})",
             )
+        dd.close_distributed(self.dist)
         return TrainResult(self.out, checkpoint, config.steps, metrics)
 
     def _checkpoint(self, step: int) -> Path:
