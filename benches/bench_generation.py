@@ -12,8 +12,8 @@ each, for a smoke run):
 The rollouts run once through ``run_episodes`` (fast engine) and every ``generate`` call is
 recorded. Then each recorded call is replayed, with the same prompts and parameters, by the fast
 engine, the reference engine, transformers' ``model.generate`` (one batched call, left-padded,
-the closing action tags as stop strings, top-k off), llama.cpp on the embedded GGUF (when
-``llama_cpp`` is importable: one stream, reusing the previous prompt's matching prefix) and one
+the closing action tags as stop strings, top-k off), llama.cpp's server on the embedded GGUF
+(when the ``xllamacpp`` wheel is installed: B slots batched continuously, over HTTP) and one
 bare forward for the ceiling, call by call, so a load change on the shared machine hits them all.
 Printed per workload: generated tokens/s of each (every sampled token, over the time spent
 generating), the ceiling (the transformers model's fp32 forward of B single tokens without a KV
@@ -60,6 +60,7 @@ STAGE1_SAMPLES = 2
 MAX_NEW_TOKENS = 96
 ONLINE_STATES, ONLINE_G, ONLINE_STEPS = 4, 4, 3
 STOP_STRINGS = ["</search_query>", "</math_exp>", "</answer>"]
+LLAMA_CPP = "llama.cpp server (GGUF)"
 
 
 @pytest.fixture(scope="module")
@@ -180,46 +181,28 @@ def transformers_runner(model, tokenizer) -> Run:
     return run
 
 
-def llama_cpp_runner(tokenizer) -> Run | None:
-    """Every prompt in turn on llama.cpp (same threads); None when llama_cpp is not installed."""
+def llama_cpp_runner(tokenizer, batch: int) -> Run | None:
+    """Each call through llama.cpp's server (in this process, on its own threads) with
+    ``batch`` slots decoding together, over HTTP as swirl's OpenAI backend sends it; None when
+    the xllamacpp wheel is not installed."""
     try:
-        import llama_cpp
+        import xllamacpp
     except ImportError:
         return None
-    from swirl.backends.stopping import ActionStopDetector
+    from swirl.backends.openai import OpenAIBackend
     from swirl.model import embedded_gguf_path
 
-    llm = llama_cpp.Llama(
-        model_path=str(embedded_gguf_path()),
-        n_ctx=4096,
-        n_batch=512,
-        n_threads=torch.get_num_threads(),
-        verbose=False,
+    params = xllamacpp.CommonParams()
+    params.model.path = str(embedded_gguf_path())
+    params.n_parallel = batch
+    params.n_ctx = 4096 * batch
+    params.cpuparams.n_threads = torch.get_num_threads()
+    server = xllamacpp.Server(params)
+    backend = OpenAIBackend(
+        f"{server.listening_address}/v1", tokenizer, context_length=4096, max_concurrency=batch
     )
-    eos = llm.token_eos()
-
-    def run(call: Call) -> tuple[list[int], float]:
-        lengths, started = [], time.perf_counter()
-        for prompt, params in zip(call.prompts, call.params, strict=True):
-            if params.seed is not None:
-                llm.set_seed(params.seed)
-            detector = ActionStopDetector(tokenizer) if params.stop_at_action else None
-            count = 0
-            for token in llm.generate(
-                prompt,
-                temp=params.temperature,
-                top_p=params.top_p,
-                top_k=0,
-                min_p=0.0,
-                repeat_penalty=1.0,
-            ):
-                count += 1
-                stop = detector is not None and detector.feed(token)
-                if token == eos or stop or count >= params.max_new_tokens:
-                    break
-            lengths.append(count)
-        return lengths, time.perf_counter() - started
-
+    run = backend_runner(backend)  # type: ignore[arg-type]
+    run.server = server  # type: ignore[attr-defined]  # lives as long as the runner
     return run
 
 
@@ -257,7 +240,7 @@ def compare(
             HFBackend(model, tokenizer, engine="reference", max_batch_size=batch)
         ),
         "transformers generate": transformers_runner(model, tokenizer),
-        "llama.cpp (GGUF, 1 stream)": llama_cpp_runner(tokenizer),
+        LLAMA_CPP: llama_cpp_runner(tokenizer, batch),
         "ceiling": ceiling_runner(model, batch),
     }
     ceiling_runner(model, batch)(calls[0])  # warm-up
@@ -278,8 +261,8 @@ def compare(
             f"  {label:28s} {rate.per_second:8.1f} {new / rate.per_second:8.2f}x "
             f"{rate.per_second / top:9.0%} {rate.mean_rows:9.1f}"
         )
-    if "llama.cpp (GGUF, 1 stream)" not in rates:
-        print(f"  {'llama.cpp (GGUF, 1 stream)':28s} (llama_cpp not installed)")
+    if LLAMA_CPP not in rates:
+        print(f"  {LLAMA_CPP:28s} (xllamacpp not installed)")
     print(f"  {'ceiling (bare forward, B=' + str(batch) + ')':28s} {top:8.1f}")
     return rates
 

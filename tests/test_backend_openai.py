@@ -1,23 +1,21 @@
 """The OpenAI-compatible backend: retry/backoff/4xx logic against a deliberately flaky loopback
-server, reply parsing for servers with and without token ids, and a real llama-cpp-python server
+server, reply parsing for servers with and without token ids, and a real llama.cpp server
 running the embedded GGUF."""
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from swirl.backends.base import GenerationBackend, SamplingParams
 from swirl.backends.openai import BackendHTTPError, BackendUnavailableError, OpenAIBackend
+from swirl.backends.server_process import free_port
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +144,8 @@ def test_gives_up_after_the_retries(flaky, tokenizer):
     with pytest.raises(BackendUnavailableError, match=r"4 attempts.*HTTP 500: out of memory"):
         make(flaky.url, tokenizer, max_retries=3).generate([[1]], PARAMS)
     assert flaky.count(PATH) == 4
-    free = socket.socket()
-    free.bind(("127.0.0.1", 0))
-    port = free.getsockname()[1]
-    free.close()
     with pytest.raises(BackendUnavailableError, match="ConnectError"):
-        make(f"http://127.0.0.1:{port}", tokenizer, max_retries=1).generate([[1]], PARAMS)
+        make(f"http://127.0.0.1:{free_port()}", tokenizer, max_retries=1).generate([[1]], PARAMS)
 
 
 def test_ids_from_logprob_tokens(flaky, tokenizer):
@@ -225,57 +219,15 @@ def test_chat_endpoint_and_seeds(flaky, tokenizer):
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """llama-cpp-python's server on a free loopback port (installed by `make test`)."""
-    pytest.importorskip(
-        "llama_cpp.server", reason="llama-cpp-python[server] is installed by `make test`"
-    )
-    from swirl.model import embedded_gguf_path
+    """llama.cpp's server (the xllamacpp wheel, installed by `make test`) on a free port."""
+    pytest.importorskip("xllamacpp", reason="xllamacpp is installed by `make test`")
+    from swirl.backends import llama_cpp_server
+    from swirl.backends.server_process import serve
 
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(embedded_gguf_path()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "4096",
-        "--n_threads",
-        "2",
-    ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"llama-cpp-python server exited with {process.returncode}; see {log.name}"
-                )
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama-cpp-python server did not come up; see {log.name}")
-            time.sleep(0.5)
+    command, url = llama_cpp_server.command(sys.executable)
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with serve(command, url, log, startup_timeout=120):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.mark.slow
@@ -290,7 +242,7 @@ def test_real_server_generate_stop_and_chat(llama_server, tokenizer):
     prompt += tokenizer.encode("<answer>4")
     params = SamplingParams(max_new_tokens=20, temperature=0)
     first, again = backend.generate([prompt, prompt], params)
-    assert backend.prompt_format == "text"  # this server takes no token-id prompts
+    assert backend.prompt_format == "ids"  # llama.cpp runs the token ids it is given
     assert first.finish_reason == "action" and first.text.endswith("</answer>")
     assert first.token_ids == again.token_ids  # greedy is deterministic
     assert not first.exact_token_ids

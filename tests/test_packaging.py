@@ -25,7 +25,10 @@ def test_wheel_installs_into_fresh_venv(tmp_path: Path) -> None:
     (wheel,) = dist.glob("swirl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("swirl/_native") and n.endswith(".so") for n in names)
-    assert "swirl/_native.pyi" in names and "swirl/kernels/__init__.py" in names
+    assert "swirl/_native.pyi" in names and "swirl/kernels/target_logprobs.py" in names
+    # kernels/ ships as the namespace package swirl.kernels: no __init__.py, so that the top-level
+    # directory never shadows an installed distribution named ``kernels`` (test_import_shadowing).
+    assert "swirl/kernels/__init__.py" not in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -38,6 +41,8 @@ def test_wheel_installs_into_fresh_venv(tmp_path: Path) -> None:
         "import swirl, swirl._native;"
         "a = swirl.parse_action('t <answer>42</answer>');"
         "assert (a.kind, a.payload) == ('answer', '42'), a;"
+        "import importlib.util as u;"
+        "assert u.find_spec('swirl.kernels.target_logprobs').origin.startswith(swirl.__path__[0]);"
         "print(swirl._native.__file__)"
     )
     out = subprocess.run(
