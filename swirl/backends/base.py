@@ -55,12 +55,26 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     their decoding with special tokens kept. ``exact_token_ids`` is False only when a remote
     server returned text without ids and the ids were re-tokenised locally (see
     ``swirl.backends.openai``).
+
+    ``logprobs`` (``[len(token_ids)]``, natural log) is the sampler's own log-probability of each
+    sampled token under the distribution it drew from: ``softmax(logits / temperature)``
+    renormalised to the top-p nucleus when ``top_p < 1``, and ``softmax(logits)`` when greedy.
+    None when the backend cannot report it (a server that returns none, re-tokenised ids). The
+    trainer compares it with the learner's own log-probs to see sampler/learner drift.
     """
 
     token_ids: list[int]
     text: str
     finish_reason: FinishReason
     exact_token_ids: bool = True
+    logprobs: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.logprobs is not None and len(self.logprobs) != len(self.token_ids):
+            raise ValueError(
+                f"a completion has {len(self.token_ids)} token ids but {len(self.logprobs)} "
+                "log-probs"
+            )
 
 
 @runtime_checkable
