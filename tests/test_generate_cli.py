@@ -84,6 +84,9 @@ def test_generate_resume_and_interrupt(tmp_path, capsys):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A shell's background job starts with SIGINT ignored, and a child inherits that: give
+        # the child the default disposition, so Python installs its KeyboardInterrupt handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while not (interrupted.exists() and interrupted.read_bytes().count(b"\n") >= 1):
