@@ -1,9 +1,12 @@
-"""The multi-step tool-use environment: many episodes advance together, one model turn per round.
+"""The multi-step tool-use environment: many episodes advance together, each at its own pace.
 
-Each round sends the context of every live episode to the backend in one ``generate`` call
-(a turn stops at the first closing action tag or at the end of the turn), parses each turn with
-:func:`swirl.parse_action`, runs the tool and appends the observation as a new user turn
-``QUERY -> RESULT``. An episode ends at ``<answer>`` (termination ``"answer"``), at the step cap
+Every live episode's next turn is submitted to the backend's completion stream
+(:func:`swirl.backends.streaming.open_stream`; a turn stops at the first closing action tag or at
+the end of the turn). As soon as a turn comes back it is parsed with :func:`swirl.parse_action`,
+the tool runs, the observation is appended as a new user turn ``QUERY -> RESULT`` and the
+episode's next turn is submitted at once: with a continuously batching backend (the local one)
+it joins the batch before the next decode step, without waiting for the other episodes' turns. A
+backend with only ``generate`` gets one call per round of turns. An episode ends at ``<answer>`` (termination ``"answer"``), at the step cap
 (``"step_cap"``), at a turn without a valid action (``"invalid_action"``, the turn is recorded) or
 when a turn runs out of tokens, its own budget or the context's (``"length"``).
 
@@ -14,7 +17,7 @@ and the observation ids, all concatenated as lists of ids; nothing is decoded an
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
+from swirl.backends.streaming import open_stream
 from swirl.prompts import TEMPLATES, ChatTurns, PromptTemplate, observation_content, render_chat
 from swirl.schema import Example, Step, Termination, Trajectory
 from swirl.settings import RolloutSettings, ToolSettings
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 TRUNCATION_MARK = " ..."
+# Episodes in flight when neither the config nor the backend says (a remote server's batch).
+DEFAULT_LIVE_EPISODES = 32
 
 
 class EnvConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,19 +46,20 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True):
     ``max_steps``: actions per trajectory (None: the template's default, 5 for QA, 10 for math).
     ``few_shot``: worked examples in the prompt. ``observation_max_tokens``: a tool result longer
     than this many tokens is cut (and marked with ``" ..."``). ``max_context_tokens``: prompt plus
-    all turns (None: the backend's context length). ``max_live_episodes``: episodes advanced
-    together, i.e. the batch of each ``generate`` call.
+    all turns (None: the backend's context length). ``max_live_episodes``: episodes in flight
+    together (None: the backend's ``max_batch_size`` if it has one, else
+    :data:`DEFAULT_LIVE_EPISODES`).
     """
 
     max_steps: int | None = None
     few_shot: int = 2
     observation_max_tokens: int = 256
     max_context_tokens: int | None = None
-    max_live_episodes: int = 32
+    max_live_episodes: int | None = None
 
     @classmethod
     def from_settings(
-        cls, rollout: RolloutSettings, tools: ToolSettings, *, max_live_episodes: int = 32
+        cls, rollout: RolloutSettings, tools: ToolSettings, *, max_live_episodes: int | None = None
     ) -> EnvConfig:
         """The loop's knobs from the recorded rollout and tool settings."""
         return cls(
@@ -65,8 +72,12 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.observation_max_tokens < 1 or self.max_live_episodes < 1:
-            raise ValueError("observation_max_tokens and max_live_episodes must be >= 1")
+        if self.observation_max_tokens < 1:
+            raise ValueError(
+                f"observation_max_tokens must be >= 1, got {self.observation_max_tokens}"
+            )
+        if self.max_live_episodes is not None and self.max_live_episodes < 1:
+            raise ValueError(f"max_live_episodes must be >= 1, got {self.max_live_episodes}")
 
 
 def trajectory_id(example_id: str, sample_index: int) -> str:
@@ -236,7 +247,8 @@ def run_episodes(
     by (seed, example id, sample index, step), so a turn's random draws do not depend on batching
     or on resuming (its logits can, in the last float bits, with the batch's shape). ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`).
     ``skip`` holds (example id, sample index) pairs already done, which are not run again.
-    Examples are read lazily; at most ``config.max_live_episodes`` episodes are in flight.
+    Examples are read lazily; at most ``config.max_live_episodes`` episodes are in flight, and
+    each yields as soon as it ends (not in example order).
     """
     if samples_per_question < 1:
         raise ValueError(f"samples_per_question must be >= 1, got {samples_per_question}")
@@ -249,32 +261,37 @@ def run_episodes(
         for index in range(samples_per_question)
         if (example.id, index) not in skip
     )
-    live: deque[_Episode] = deque()
-    exhausted = False
-    while True:
-        while not exhausted and len(live) < env.config.max_live_episodes:
+    limit = env.config.max_live_episodes or getattr(
+        backend, "max_batch_size", DEFAULT_LIVE_EPISODES
+    )
+    stream = open_stream(backend)
+    in_flight: dict[int, _Episode] = {}
+    keys = itertools.count()
+
+    def submit(episode: _Episode) -> Iterator[Trajectory]:
+        """Submit the episode's next turn, or end it when no token fits its context."""
+        turn = env.turn_params(episode)
+        if turn is None:
+            yield env.finish(episode, "length")
+            return
+        key = next(keys)
+        in_flight[key] = episode
+        stream.submit(episode.context, turn, key)
+
+    def fill() -> Iterator[Trajectory]:
+        """Start episodes until ``limit`` are in flight or none is left."""
+        while len(in_flight) < limit:
             nxt = next(pending, None)
             if nxt is None:
-                exhausted = True
-            else:
-                live.append(env.start(*nxt))
-        if not live:
-            return
-        batch: list[_Episode] = []
-        batch_params: list[SamplingParams] = []
-        for episode in list(live):
-            turn = env.turn_params(episode)
-            if turn is None:
-                live.remove(episode)
-                yield env.finish(episode, "length")
-            else:
-                batch.append(episode)
-                batch_params.append(turn)
-        if not batch:
-            continue
-        completions = backend.generate([e.context for e in batch], batch_params)
-        for episode, completion in zip(batch, completions, strict=True):
-            termination = env.advance(episode, completion)
-            if termination is not None:
-                live.remove(episode)
-                yield env.finish(episode, termination)
+                return
+            yield from submit(env.start(*nxt))
+
+    yield from fill()
+    for key, completion in stream:
+        episode = in_flight.pop(key)  # type: ignore[call-overload]
+        termination = env.advance(episode, completion)
+        if termination is None:
+            yield from submit(episode)
+        else:
+            yield env.finish(episode, termination)
+        yield from fill()

@@ -1,6 +1,9 @@
-"""Unit tests of the backend building blocks: the sampler, the action stop detector, seeds."""
+"""Unit tests of the backend building blocks: the sampler and its log-probs, the action stop
+detector, seeds."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -8,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swirl.backends.base import SamplingParams, derive_seed, params_per_prompt
-from swirl.backends.hf import _row_generator, _sample
 from swirl.backends.prompt_tree import common_prefix_length
+from swirl.backends.sampling import row_generator, sample
 from swirl.backends.stopping import ActionStopDetector
 from swirl.tags import find_action_stop_py
 
@@ -21,11 +24,15 @@ def tokenizer():
     return load_tokenizer()
 
 
-def reference_sample(logits: torch.Tensor, temperature: float, top_p: float, u: float) -> int:
-    """Plain-Python top-p sampling by inverse CDF with a given uniform draw."""
+def reference_sample(
+    logits: torch.Tensor, temperature: float, top_p: float, u: float
+) -> tuple[int, float]:
+    """Plain-Python top-p sampling by inverse CDF with a given uniform draw: the token and its
+    log-probability under the distribution it was drawn from."""
     if temperature == 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits / temperature, dim=-1).tolist()
+        token = int(logits.argmax())
+        return token, float(torch.log_softmax(logits.double(), dim=-1)[token])
+    probs = torch.softmax(logits.double() / temperature, dim=-1).tolist()
     # Without a nucleus cut the CDF is walked in vocabulary order, else by falling probability.
     order = list(range(len(probs)))
     if top_p < 1:
@@ -41,8 +48,8 @@ def reference_sample(logits: torch.Tensor, temperature: float, top_p: float, u: 
     for i in kept:
         running += probs[i]
         if u * total <= running:
-            return i
-    return kept[-1]
+            return i, math.log(probs[i] / total)
+    return kept[-1], math.log(probs[kept[-1]] / total)
 
 
 @settings(max_examples=60, deadline=None)
@@ -55,45 +62,49 @@ def reference_sample(logits: torch.Tensor, temperature: float, top_p: float, u: 
 def test_sample_matches_reference(seed, vocab, temperature, top_p):
     logits = torch.randn(3, vocab, generator=torch.Generator().manual_seed(seed)) * 3
     seeds = [seed, seed + 1, seed + 2]
-    got = _sample(
+    got, logprobs = sample(
         logits,
         torch.full((3,), temperature),
         torch.full((3,), top_p),
-        [_row_generator(s) for s in seeds],
+        [row_generator(s) for s in seeds],
     )
     for row in range(3):
-        u = float(torch.rand(1, generator=_row_generator(seeds[row])))
-        expected = reference_sample(logits[row], temperature, top_p, u)
+        u = float(torch.rand(1, generator=row_generator(seeds[row])))
+        expected, logprob = reference_sample(logits[row], temperature, top_p, u)
         # Float ties at a CDF boundary may differ in the last ulp; the picked token must at
         # least have the same probability.
         if int(got[row]) != expected:
             probs = torch.softmax(logits[row] / max(temperature, 1e-6), dim=-1)
             assert torch.isclose(probs[int(got[row])], probs[expected], rtol=1e-5)
+        assert float(logprobs[row]) == pytest.approx(logprob, abs=1e-5)
 
 
 def test_a_rows_draw_does_not_depend_on_its_neighbours_top_p():
     logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0)) * 2
     for seed in range(40):
-        alone = _sample(
-            logits[:1], torch.tensor([1.0]), torch.tensor([1.0]), [_row_generator(seed)]
+        alone, alone_logprob = sample(
+            logits[:1], torch.tensor([1.0]), torch.tensor([1.0]), [row_generator(seed)]
         )
-        mixed = _sample(
+        mixed, mixed_logprobs = sample(
             logits,
             torch.tensor([1.0, 1.0]),
             torch.tensor([1.0, 0.9]),
-            [_row_generator(seed), _row_generator(seed + 1)],
+            [row_generator(seed), row_generator(seed + 1)],
         )
         assert int(mixed[0]) == int(alone[0])
+        assert float(mixed_logprobs[0]) == float(alone_logprob[0])
 
 
 def test_sample_tiny_top_p_is_greedy_and_distribution_is_right():
     logits = torch.tensor([[0.0, 1.0, 2.0, 0.5]])
     for seed in range(20):
-        pick = _sample(logits, torch.tensor([1.0]), torch.tensor([1e-6]), [_row_generator(seed)])
-        assert int(pick) == 2
+        pick, logprob = sample(
+            logits, torch.tensor([1.0]), torch.tensor([1e-6]), [row_generator(seed)]
+        )
+        assert int(pick) == 2 and abs(float(logprob)) < 1e-6  # the nucleus: the top token alone
     draws = torch.stack(
         [
-            _sample(logits, torch.tensor([1.0]), torch.tensor([1.0]), [_row_generator(s)])
+            sample(logits, torch.tensor([1.0]), torch.tensor([1.0]), [row_generator(s)])[0]
             for s in range(4000)
         ]
     ).flatten()

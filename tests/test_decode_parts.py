@@ -1,5 +1,6 @@
-"""The fast decoding engine's building blocks against plain torch: packed linears, the cached
-attention over a shared prefix plus per-row columns, and the grouping of prompts into chains."""
+"""The fast engine's building blocks against plain torch: packed linears (and their fallback),
+the attention over a shared prefix plus per-row columns, prefill attention over a token tree, and
+the slot cache's byte bound, rebuilds and swaps."""
 
 from __future__ import annotations
 
@@ -7,118 +8,183 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swirl.backends.kv_cache import Continuations, RowKV, decode_attention, prefill_attention
-from swirl.backends.packed_linear import PackedLinear
-from swirl.backends.prompt_tree import common_prefix_length, group_chains
+from swirl.backends.attention import decode_attention, prefill_attention
+from swirl.backends.kv_cache import SlotKV
+from swirl.backends.packed_linear import PackedLinear, onednn_packing
 
 
 @pytest.mark.parametrize("rows", [1, 5, 64])
-@pytest.mark.parametrize("bias", [False, True])
-def test_packed_linear_matches_linear(rows: int, bias: bool) -> None:
-    generator = torch.Generator().manual_seed(rows)
-    weight = torch.randn(96, 40, generator=generator)
-    b = torch.randn(96, generator=generator) if bias else None
-    x = torch.randn(2, rows, 40, generator=generator)
-    layer = PackedLinear(weight, b, rows_hint=16)
-    torch.testing.assert_close(layer(x), F.linear(x, weight, b), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("pack", [None, False])
+def test_packed_linear_matches_linear(rows: int, pack: bool | None) -> None:
+    """Stacked parts with and without biases (a missing bias counts as zeros), packed as this
+    machine allows or forced unpacked."""
+    g = torch.Generator().manual_seed(rows)
+    weights = [torch.randn(n, 40, generator=g) for n in (32, 16, 48)]
+    biases = [torch.randn(32, generator=g), None, torch.randn(48, generator=g)]
+    x = torch.randn(2, rows, 40, generator=g)
+    layer = PackedLinear(list(zip(weights, biases, strict=True)), rows_hint=16, pack=pack)
+    expected = F.linear(x, torch.cat(weights), torch.cat([biases[0], torch.zeros(16), biases[2]]))
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    # A reload reads new values into the same stacked buffer.
+    buffer = layer._stacked.data_ptr()
+    weights = [w * 2 for w in weights]
+    layer.load(list(zip(weights, biases, strict=True)))
+    assert layer._stacked.data_ptr() == buffer
+    expected = F.linear(x, torch.cat(weights), torch.cat([biases[0], torch.zeros(16), biases[2]]))
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
-def _expand(t: torch.Tensor, groups: int) -> torch.Tensor:
-    return t.repeat_interleave(groups, dim=1)  # KV heads -> query heads, as transformers does
+def test_a_single_unpacked_part_follows_the_parameter() -> None:
+    weight = torch.randn(8, 4)
+    layer = PackedLinear([(weight, None)], rows_hint=4, pack=False)
+    weight.mul_(3)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(layer(x), F.linear(x, weight))
 
 
-def test_decode_attention_equals_attention_over_concatenated_keys() -> None:
-    g = torch.Generator().manual_seed(0)
-    rows, heads, kv, dim, prefix, columns = 5, 6, 2, 8, 7, 9
-    query = torch.randn(rows, heads, dim, generator=g)
-    prefix_keys, prefix_values = torch.randn(2, kv, prefix, dim, generator=g)
-    keys, values = torch.randn(2, rows, kv, columns, dim, generator=g)
-    starts = torch.tensor([0, 3, 8, 1, 0])  # left padding of each row
-    visible = torch.arange(columns)[None] >= starts[:, None]
-    bias = torch.zeros(rows, columns).masked_fill(~visible, float("-inf"))
-    out = decode_attention(query, prefix_keys, prefix_values, keys, values, bias)
+def test_onednn_packing_follows_the_instruction_set() -> None:
+    """bfloat16 packing only where oneDNN's bf16 path is supported (avx512bw or better): on a
+    machine without it, the probe says no instead of the first product raising."""
+    assert onednn_packing(torch.float16) is False
+    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert onednn_packing(torch.bfloat16) == bf16
+    weight = torch.randn(8, 4).bfloat16()
+    layer = PackedLinear([(weight, None)], rows_hint=4)
+    assert layer.packed == bf16
+    x = torch.randn(3, 4).bfloat16()
+    torch.testing.assert_close(layer(x), F.linear(x, weight), rtol=2e-2, atol=2e-2)
 
-    all_keys = torch.cat([prefix_keys.expand(rows, -1, -1, -1), keys], dim=2)
-    all_values = torch.cat([prefix_values.expand(rows, -1, -1, -1), values], dim=2)
-    mask = torch.cat([torch.ones(rows, prefix, dtype=torch.bool), visible], dim=1)
-    expected = F.scaled_dot_product_attention(
-        query[:, :, None],
-        _expand(all_keys, heads // kv),
-        _expand(all_values, heads // kv),
+
+def _expand(t: torch.Tensor, groups: int, dim: int = 1) -> torch.Tensor:
+    return t.repeat_interleave(groups, dim=dim)  # KV heads -> query heads, as transformers does
+
+
+def _decode_case(g: torch.Generator, heads: int, kv: int, dtype: torch.dtype, scale: float = 1.0):
+    rows, dim, prefix, columns = 5, 8, 7, 9
+    query = (torch.randn(rows, heads, dim, generator=g) * scale).to(dtype)
+    prefix_keys, prefix_values = (torch.randn(2, kv, prefix, dim, generator=g) * scale).to(dtype)
+    keys, values = (torch.randn(2, rows, kv, columns, dim, generator=g) * scale).to(dtype)
+    lengths = torch.tensor([9, 3, 1, 6, 9])  # each row's filled columns
+    visible = torch.arange(columns)[None] < lengths[:, None]
+    used = torch.tensor([7, 7, 2, 0, 5])  # prefix tokens each row attends to
+    prefix_visible = torch.arange(prefix)[None] < used[:, None]
+    return query, prefix_keys, prefix_values, keys, values, visible, prefix_visible
+
+
+def _decode_expected(query, prefix_keys, prefix_values, keys, values, visible, prefix_visible):
+    """Plain SDPA in float64 over the prefix and row columns concatenated per row."""
+    rows, heads, _ = query.shape
+    groups = heads // keys.shape[1]
+    all_keys = torch.cat([prefix_keys.expand(rows, -1, -1, -1), keys], dim=2).double()
+    all_values = torch.cat([prefix_values.expand(rows, -1, -1, -1), values], dim=2).double()
+    mask = torch.cat([prefix_visible, visible], dim=1)
+    out = F.scaled_dot_product_attention(
+        query.double()[:, :, None],
+        _expand(all_keys, groups),
+        _expand(all_values, groups),
         attn_mask=mask[:, None, None],
+        scale=0.3,
     )
-    torch.testing.assert_close(out, expected.reshape(rows, -1), rtol=1e-5, atol=1e-6)
+    return out.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("heads,kv", [(6, 6), (6, 2), (6, 1)], ids=["mha", "gqa", "mqa"])
+@pytest.mark.parametrize("scale", [1.0, 30.0], ids=["plain", "large-scores"])
+def test_decode_attention_equals_attention_over_concatenated_keys(heads, kv, scale) -> None:
+    g = torch.Generator().manual_seed(heads * 10 + kv)
+    case = _decode_case(g, heads, kv, torch.float32, scale)
+    out = decode_attention(*case, scale=0.3)
+    torch.testing.assert_close(out.double(), _decode_expected(*case), rtol=1e-4, atol=1e-4 * scale)
+    # Every row seeing the whole prefix: the same as passing no prefix mask.
+    query, pk, pv, keys, values, visible, _ = case
+    full = torch.ones(query.shape[0], pk.shape[1], dtype=torch.bool)
+    torch.testing.assert_close(
+        decode_attention(query, pk, pv, keys, values, visible, None, scale=0.3),
+        decode_attention(query, pk, pv, keys, values, visible, full, scale=0.3),
+    )
     # Without a prefix, only the row columns count.
-    empty = prefix_keys[:, :0]
-    alone = decode_attention(query, empty, empty, keys, values, bias)
-    expected = F.scaled_dot_product_attention(
-        query[:, :, None], _expand(keys, 3), _expand(values, 3), attn_mask=visible[:, None, None]
-    )
-    torch.testing.assert_close(alone, expected.reshape(rows, -1), rtol=1e-5, atol=1e-6)
+    empty = pk[:, :0]
+    none = torch.ones(query.shape[0], 0, dtype=torch.bool)
+    alone = decode_attention(query, empty, empty, keys, values, visible, None, scale=0.3)
+    expected = _decode_expected(query, empty, empty, keys, values, visible, none)
+    torch.testing.assert_close(alone.double(), expected, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_decode_attention_scores_bfloat16_inputs_in_float32() -> None:
+    """A bfloat16 query against float32-held keys: computed in float32, so the error against a
+    float64 computation on the same (bf16-rounded) inputs is float32 rounding, not bfloat16's."""
+    g = torch.Generator().manual_seed(3)
+    query, pk, pv, keys, values, visible, prefix_visible = _decode_case(g, 6, 2, torch.bfloat16, 4)
+    case = (query, pk.float(), pv.float(), keys.float(), values.float(), visible, prefix_visible)
+    out = decode_attention(*case, scale=0.3)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), _decode_expected(*case), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("context", [(), (4,), (4, 3)])
-def test_prefill_attention_is_causal_after_the_whole_context(context: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("tree", [False, True])
+def test_prefill_attention_sees_the_context_and_its_ancestors(context, tree) -> None:
     g = torch.Generator().manual_seed(1)
     heads, kv, length, dim = 4, 2, 6, 8
     query = torch.randn(heads, length, dim, generator=g)
     keys, values = torch.randn(2, kv, length, dim, generator=g)
     pieces = [tuple(torch.randn(2, kv, n, dim, generator=g)) for n in context]
-    out = prefill_attention(query, keys, values, pieces)
+    # A tree: 0 -> 1 -> 2, 0 -> 3 -> 4, 5 a second root.
+    parent = [-1, 0, 1, 0, 3, -1]
+    visible = torch.zeros(length, length, dtype=torch.bool)
+    for node in range(length):
+        at = node
+        while at >= 0:
+            visible[node, at] = True
+            at = parent[at]
+    out = prefill_attention(query, keys, values, pieces, visible if tree else None, scale=0.5)
+    before = sum(context)
+    own = visible if tree else torch.ones(length, length, dtype=torch.bool).tril()
+    mask = torch.cat([torch.ones(length, before, dtype=torch.bool), own], dim=1)
     all_keys = torch.cat([*(k for k, _ in pieces), keys], dim=1)
     all_values = torch.cat([*(v for _, v in pieces), values], dim=1)
-    before = sum(context)
-    position = torch.arange(before + length)
-    mask = position[None, :] <= position[before:, None]  # query at C + i sees keys <= it
     expected = F.scaled_dot_product_attention(
-        query, _expand(all_keys[None], 2)[0], _expand(all_values[None], 2)[0], attn_mask=mask
+        query, _expand(all_keys, 2, 0), _expand(all_values, 2, 0), attn_mask=mask, scale=0.5
     )
     torch.testing.assert_close(out, expected.transpose(0, 1).reshape(length, -1))
 
 
-def test_row_cache_right_aligns_prompts_and_masks_the_left() -> None:
-    like = torch.zeros(1)
-    rows = RowKV(2, 3, 1, 2, prompt_lengths=[2, 4, 1], room=3, like=like)
-    assert rows.keys.shape == (2, 3, 1, 7, 2) and rows.filled == 4
-    pieces = [(torch.full((2, 1, 1, 2), 1.0),) * 2, (torch.full((2, 1, 1, 2), 2.0),) * 2]
-    rows.put_prompt(0, pieces)
-    assert torch.all(rows.keys[:, 0, :, 2] == 1) and torch.all(rows.values[:, 0, :, 3] == 2)
-    assert torch.all(rows.keys[:, 0, :, :2] == 0) and torch.all(rows.values[:, 2, :, :3] == 0)
-    assert torch.isinf(rows.bias[0, :2]).all() and (rows.bias[0, 2:] == 0).all()
-    assert (rows.bias[1] == 0).all() and torch.isinf(rows.bias[2, :3]).all()
-    rows.keys[:, 0, :, 4] = 3.0
-    rows.filled = 5
-    keys, _ = rows.row_span(0, 3)
-    assert keys[0, 0, :, 0].tolist() == [1.0, 2.0, 3.0]
-    rows.select([2, 0])  # the longest prompt (row 1) goes: columns left of row 0's go too
-    assert rows.keys.shape == (2, 2, 1, 5, 2) and (rows.filled, rows.prompt_columns) == (3, 2)
-    assert torch.all(rows.keys[:, 1, :, 0] == 1) and torch.all(rows.keys[:, 1, :, 2] == 3)
-    assert torch.isinf(rows.bias[0, :1]).all() and (rows.bias[0, 1:] == 0).all()
-    assert rows.starts == [1, 0] and (rows.bias[1] == 0).all()
+def _filled(cache: SlotKV, index: int, tokens: list[int], prefix_length: int, value: float):
+    slot = cache.slots[index]
+    slot.tokens, slot.prefix_length, slot.live = list(tokens), prefix_length, True
+    n = slot.length
+    shape = (cache.layers, cache.heads, n, cache.head_dim)
+    cache.put(index, 0, torch.full(shape, value), torch.full(shape, -value))
+    return slot
 
 
-def test_continuations_return_the_longest_matching_span() -> None:
-    cache = Continuations(capacity=2)
-
-    def kv(first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(first, last, dtype=torch.float32)
-        return positions.view(1, 1, -1, 1), -positions.view(1, 1, -1, 1)
-
-    cache.add((1, 2, 3, 4), 2, *kv(2, 4))
-    cache.add((1, 2, 3, 4, 5, 6), 1, *kv(1, 6))
-    keys, values = cache.longest((1, 2, 3, 4, 5, 6, 7), 2, limit=10)
-    assert keys.flatten().tolist() == [2, 3, 4, 5] and values.flatten().tolist() == [-2, -3, -4, -5]
-    keys, _ = cache.longest((1, 2, 3, 4, 5, 6, 7), 2, limit=2)
-    assert keys.flatten().tolist() == [2, 3]
-    assert cache.longest((1, 2, 9), 2, limit=5) is None  # diverges at the first position wanted
-    assert cache.longest((1, 2, 3, 4), 0, limit=5) is None  # entries start later
-    cache.add((7, 8, 9), 0, *kv(0, 3))  # over capacity: the oldest entry goes
-    assert len(cache) == 2 and cache.longest((1, 2, 3, 4, 5, 6, 9), 2, limit=9)[0].shape[2] == 4
-
-
-def test_prompt_chains() -> None:
-    assert common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
-    rests = [[5, 6], [5, 6, 7, 8], [9], [5, 6, 7, 8], [5, 7], [9, 1]]
-    heads, head_of = group_chains(rests)
-    assert heads == [1, 4, 5]  # longest first; duplicates and prefixes join a head
-    assert head_of == [1, 1, 5, 1, 4, 5]
+def test_slot_cache_stays_within_its_byte_bound_and_keeps_live_rows() -> None:
+    per_token = 2 * 2 * 1 * 4 * 4  # keys and values, 2 layers, 1 head, dim 4, float32
+    cache = SlotKV(2, 1, 4, max_bytes=100 * per_token, device=torch.device("cpu"))
+    assert cache.bytes_per_token == per_token
+    assert cache.reserve(4, 10)
+    assert cache.keys.shape[1] == 4 and cache.columns >= 10
+    a = _filled(cache, 0, list(range(12)), 2, 1.0)  # 10 columns
+    b = _filled(cache, 2, list(range(7)), 0, 2.0)
+    cache.release(cache.index(b))  # b is free: its content stays for a continuation
+    # Four slots of 30 columns do not fit 100 tokens; two do, keeping the live and pinned rows.
+    assert not cache.reserve(4, 30)
+    assert cache.reserve(2, 30, pinned=[b])
+    assert cache.keys.nbytes + cache.values.nbytes <= 100 * per_token
+    assert {id(a), id(b)} <= {id(slot) for slot in cache.slots}
+    assert torch.all(cache.keys[:, cache.index(a), :, :10] == 1.0)
+    assert torch.all(cache.values[:, cache.index(b), :, :7] == -2.0)
+    # A swap exchanges content and records.
+    where = (cache.index(a), cache.index(b))
+    cache.swap(*where)
+    assert (cache.index(b), cache.index(a)) == where
+    assert torch.all(cache.keys[:, cache.index(a), :, :10] == 1.0)
+    assert torch.all(cache.keys[:, cache.index(b), :, :7] == 2.0)
+    # One token per row written at each row's own column.
+    k = torch.full((2, 1, 4), 5.0)
+    rows = torch.tensor([cache.index(b), cache.index(a)])
+    cache.write_column(0, rows, torch.tensor([7, 10]), k, -k)
+    assert torch.all(cache.keys[0, cache.index(b), :, 7] == 5.0)
+    assert torch.all(cache.keys[0, cache.index(a), :, 10] == 5.0)
+    cache.clear()
+    assert all(not slot.tokens and not slot.live for slot in cache.slots)

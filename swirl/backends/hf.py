@@ -1,19 +1,23 @@
 """Local generation with a Hugging Face transformers causal LM, on CPU or GPU.
 
-Batched sampling with a KV cache: prompts are decoded together, the prefix they all share (the
-instructions and few-shot examples of an environment prompt) is computed once, each row samples
-with its own seeded generator (so a row's random draws do not depend on which other prompts share
-its batch; its logits may, in the last float bits, as batched matmuls round differently with the
-batch's shape), and a row leaves the batch as soon as it stops: on an EOS id, on its token budget,
-or right after the token that completes a closing action tag.
+Continuous batching (:class:`swirl.backends.scheduler.DecodeStream`): up to ``max_batch_size``
+rows decode together, each sampling with its own seeded generator (so a row's random draws do not
+depend on which other prompts share its batch; its logits may, in the last float bits, as batched
+matmuls round differently with the batch's shape), a row leaves the batch as soon as it stops (on
+an EOS id, on its token budget, or right after the token that completes a closing action tag) and
+a queued prompt takes its place before the next step. :meth:`HFBackend.stream` lets a caller
+submit prompts while others decode (an episode's next turn as soon as its tool returns);
+:meth:`HFBackend.generate` is one stream of a fixed batch.
 
 Two engines compute the logits; sampling and stopping are the same code for both:
 
-- ``"fast"`` (:mod:`swirl.backends.decode`): packed weights, preallocated caches, a shared prefix
-  read once per step and kept across calls, prompts that are prefixes of others not prefilled
-  again. Llama-family models (Llama, Mistral without sliding window, Qwen2) with plain linears.
-- ``"reference"``: the transformers model called with a DynamicCache, the shared prefix's cache
-  copied to every row. Any causal LM; the baseline the fast engine is tested against.
+- ``"fast"`` (:mod:`swirl.backends.fast_engine`): packed weights, a slot per row with its own
+  position, a shared prefix read once per step and kept across calls, continuations prefilled
+  only past what their slot holds. Llama-family models (Llama, Mistral, Qwen2) whose forward it
+  computes exactly; anything else is refused (:func:`swirl.backends.decode.unsupported_reason`).
+- ``"reference"`` (:mod:`swirl.backends.reference`): the transformers model called with a
+  DynamicCache, rows admitted only into an empty batch. Any causal LM; the baseline the fast
+  engine is tested against.
 
 ``engine="auto"`` (the default) takes the fast engine when it supports the model and the model
 is on the CPU, which it is tuned and measured for (``benches/bench_generation.py``); on other
@@ -22,37 +26,30 @@ devices it runs with plain ``torch.nn.functional.linear`` and only ``engine="fas
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import torch
 
-from swirl.backends.base import Completion, FinishReason, Message, SamplingParams, params_per_prompt
-from swirl.backends.decode import FastDecoder, unsupported_reason
-from swirl.backends.prompt_tree import common_prefix_length
-from swirl.backends.stopping import ActionStopDetector
+from swirl.backends.base import Completion, Message, SamplingParams, params_per_prompt
+from swirl.backends.decode import unsupported_reason
+from swirl.backends.fast_engine import FastEngine
+from swirl.backends.reference import ReferenceEngine
+from swirl.backends.scheduler import DecodeStream, Engine, GenerationStats
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# Below this many shared tokens a separate prefix pass costs the reference engine more than it saves.
-_MIN_SHARED_PREFIX = 16
+EngineName = Literal["auto", "fast", "reference"]
 
-Engine = Literal["auto", "fast", "reference"]
-
-
-class DecodeSession(Protocol):
-    """A batch being decoded by one engine: rows are the prompts still sampling, in order."""
-
-    def keep(self, rows: list[int]) -> None:
-        """Only these rows (indices into the current rows, ascending) go on."""
-        ...
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Append one token per row (``tokens`` [R] int64); return the next logits [R, V]."""
-        ...
+# Rows decoded together by default. A decode step costs about a + b * rows (a: reading every
+# weight once; b: the per-row products), with a about 13 b for the embedded model on this 2-core
+# CPU (benches/bench_generation.py prints the fit): 64 rows run at ~83% of the rate of infinitely
+# many, 32 rows at ~71%, 128 at ~91% but with twice the cache.
+DEFAULT_BATCH_SIZE = 64
+# The fast engine's row caches stay within this many bytes (fewer rows when rows are long).
+DEFAULT_CACHE_BYTES = 2 << 30
 
 
 class HFBackend:
@@ -62,10 +59,12 @@ class HFBackend:
     train/eval mode is restored after each call); ``HFBackend.load(name_or_path)`` loads one
     through :func:`swirl.model.load_model` (default: the embedded SmolLM2-135M).
 
-    ``max_batch_size`` bounds the rows decoded together; ``max_batch_tokens`` bounds the padded
-    prompt tokens (beyond the shared prefix) of one prefill pass, which sets peak memory.
-    ``engine`` picks how logits are computed (see the module docstring); ``"fast"`` raises if the
-    model is not supported, ``"auto"`` then (or off the CPU) falls back to ``"reference"``.
+    ``max_batch_size`` bounds the rows decoded together (default :data:`DEFAULT_BATCH_SIZE`);
+    ``max_batch_tokens`` bounds the new prompt tokens of one prefill pass, which sets its peak
+    memory; ``max_cache_bytes`` bounds the fast engine's row caches. ``engine`` picks how logits
+    are computed (see the module docstring); ``"fast"`` raises if the model is not supported,
+    ``"auto"`` then (or off the CPU) falls back to ``"reference"``. ``stats`` accumulates what
+    the engine computed (decode steps and their rows, prefill tokens).
     """
 
     def __init__(
@@ -74,35 +73,44 @@ class HFBackend:
         tokenizer: PreTrainedTokenizerBase,
         *,
         name: str | None = None,
-        max_batch_size: int = 32,
+        max_batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_tokens: int = 16384,
+        max_cache_bytes: int = DEFAULT_CACHE_BYTES,
         context_length: int | None = None,
-        engine: Engine = "auto",
+        engine: EngineName = "auto",
     ) -> None:
-        if max_batch_size < 1 or max_batch_tokens < 1:
-            raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
+        if max_batch_size < 1 or max_batch_tokens < 1 or max_cache_bytes < 1:
+            raise ValueError("max_batch_size, max_batch_tokens and max_cache_bytes must be >= 1")
         if engine not in ("auto", "fast", "reference"):
             raise ValueError(f"engine must be 'auto', 'fast' or 'reference', got {engine!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or str(getattr(model.config, "_name_or_path", "") or "model")
         self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
         self.context_length = int(
             context_length or getattr(model.config, "max_position_embeddings", 2048)
         )
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.pad_id = (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        )
-        # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
-        params = inspect.signature(model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         if engine == "auto":
             on_cpu = next(model.parameters()).device.type == "cpu"
-            engine = "fast" if on_cpu and unsupported_reason(model) is None else "reference"
+            supported = unsupported_reason(model, self.context_length) is None
+            engine = "fast" if on_cpu and supported else "reference"
         self.engine: Literal["fast", "reference"] = engine
-        self._fast = FastDecoder(model, rows_hint=max_batch_size) if engine == "fast" else None
+        self._engine: Engine = (
+            FastEngine(
+                model,
+                context_length=self.context_length,
+                max_rows=max_batch_size,
+                max_cache_bytes=max_cache_bytes,
+                max_prefill_tokens=max_batch_tokens,
+            )
+            if engine == "fast"
+            else ReferenceEngine(
+                model, pad_id=pad_id, max_rows=max_batch_size, max_prefill_tokens=max_batch_tokens
+            )
+        )
+        self.stats = GenerationStats()
 
     @classmethod
     def load(
@@ -121,6 +129,10 @@ class HFBackend:
 
     # -- public API ---------------------------------------------------------------------------
 
+    def stream(self) -> HFStream:
+        """A stream to submit prompts to while others decode; see :class:`HFStream`."""
+        return HFStream(self)
+
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
@@ -131,20 +143,12 @@ class HFBackend:
         for index, prompt in enumerate(prompts):
             if not prompt:
                 raise ValueError(f"prompt {index} is empty")
+        stream = self.stream()
+        for index, (prompt, row_params) in enumerate(zip(prompts, per_row, strict=True)):
+            stream.submit(prompt, row_params, index)
         out: list[Completion | None] = [None] * len(prompts)
-        # Similar lengths together: less padding.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for chunk in self._chunks(order, prompts):
-                results = self._generate_batch(
-                    [prompts[i] for i in chunk], [per_row[i] for i in chunk]
-                )
-                for index, completion in zip(chunk, results, strict=True):
-                    out[index] = completion
-        finally:
-            self.model.train(was_training)
+        for index, completion in stream:
+            out[index] = completion  # type: ignore[index]
         return [c for c in out if c is not None]
 
     def chat(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[str]:
@@ -158,187 +162,35 @@ class HFBackend:
             for c in self.generate(prompts, params)
         ]
 
-    # -- batching -----------------------------------------------------------------------------
 
-    def _chunks(self, order: list[int], prompts: Sequence[Sequence[int]]) -> list[list[int]]:
-        """Split the length-sorted rows into batches within the row and padded-token budgets
-        (tokens past the prefix all prompts share, which the prefill computes once)."""
-        shared = common_prefix_length(prompts)
-        chunks: list[list[int]] = []
-        current: list[int] = []
-        for index in order:
-            longest = len(prompts[index]) - shared  # sorted ascending: the newest is the longest
-            if current and (
-                len(current) == self.max_batch_size
-                or (len(current) + 1) * longest > self.max_batch_tokens
-            ):
-                chunks.append(current)
-                current = []
-            current.append(index)
-        if current:
-            chunks.append(current)
-        return chunks
+class HFStream:
+    """Prompts in, completions out as they finish: ``submit(prompt, params, key)``, then iterate
+    for ``(key, Completion)`` pairs. Submitting while iterating (e.g. an episode's next turn on
+    receiving its last) admits the prompt before the next decode step. The model is in eval mode
+    while the stream runs (its mode is restored when an iteration ends)."""
 
-    @torch.inference_mode()
-    def _generate_batch(
-        self, prompts: list[Sequence[int]], params: list[SamplingParams]
-    ) -> list[Completion]:
-        batch = len(prompts)
-        budgets = [
-            min(p.max_new_tokens, max(self.context_length - len(q), 0))
-            for p, q in zip(params, prompts, strict=True)
-        ]
-        session, logits = self._start(prompts, max(budgets))
-
-        temperatures = torch.tensor([p.temperature for p in params], dtype=torch.float32)
-        top_ps = torch.tensor([p.top_p for p in params], dtype=torch.float32)
-        generators = [_row_generator(p.seed) for p in params]
-        detectors = [
-            ActionStopDetector(self.tokenizer) if p.stop_at_action else None for p in params
-        ]
-        sampled: list[list[int]] = [[] for _ in range(batch)]
-        finish: list[FinishReason | None] = [None] * batch
-        for row, budget in enumerate(budgets):
-            if budget == 0:
-                finish[row] = "length"
-        live = [row for row in range(batch) if finish[row] is None]  # batch rows still sampling
-        if len(live) < batch:
-            session.keep(live)
-            logits = logits[live]
-
-        while live:
-            tokens = _sample(
-                logits.float().cpu(),
-                temperatures[live],
-                top_ps[live],
-                [generators[row] for row in live],
-            )
-            still: list[int] = []  # positions in `live` of rows that go on
-            for slot, row in enumerate(live):
-                token = int(tokens[slot])
-                sampled[row].append(token)
-                detector = detectors[row]
-                if token in self.eos_ids:
-                    finish[row] = "eos"
-                elif detector is not None and detector.feed(token):
-                    finish[row] = "action"
-                elif len(sampled[row]) >= budgets[row]:
-                    finish[row] = "length"
-                else:
-                    still.append(slot)
-            if len(still) < len(live):
-                session.keep(still)  # also when none goes on: the fast engine keeps their caches
-                tokens = tokens[still]
-                live = [live[slot] for slot in still]
-            if live:
-                logits = session.step(tokens)
-
-        return [
-            Completion(
-                token_ids=ids,
-                text=self.tokenizer.decode(ids, skip_special_tokens=False),
-                finish_reason=reason or "length",
-            )
-            for ids, reason in zip(sampled, finish, strict=True)
-        ]
-
-    def _start(self, prompts: list[Sequence[int]], room: int) -> tuple[DecodeSession, torch.Tensor]:
-        """Prefill with the chosen engine: the session and the first logits [B, V]."""
-        if self._fast is not None:
-            return self._fast.start(prompts, room, max_tokens=self.max_batch_tokens)
-        return _ReferenceSession.start(self, prompts)
-
-
-class _ReferenceSession:
-    """The reference engine: the transformers model with a DynamicCache, rows left-padded."""
-
-    def __init__(
-        self,
-        backend: HFBackend,
-        cache: object,
-        attention: torch.Tensor,
-        next_position: torch.Tensor,
-    ) -> None:
+    def __init__(self, backend: HFBackend) -> None:
         self.backend = backend
-        self.cache = cache
-        self.attention = attention  # [B, L] over the cache slots
-        self.next_position = next_position  # [B]
+        self._stream = DecodeStream(
+            backend._engine,
+            backend.tokenizer,
+            eos_ids=backend.eos_ids,
+            context_length=backend.context_length,
+            stats=backend.stats,
+        )
 
-    @classmethod
-    def start(
-        cls, backend: HFBackend, prompts: list[Sequence[int]]
-    ) -> tuple[_ReferenceSession, torch.Tensor]:
-        """Run the prompts through the model; return the session and the last logits [B, V].
+    def submit(self, prompt: Sequence[int], params: SamplingParams, key: object) -> None:
+        """Queue ``prompt``; its seed (if any) is used as it is."""
+        self._stream.submit(prompt, params, key)
 
-        Layout of row b: the shared prefix, then padding, then the rest of prompt b, so every
-        row's last prompt token sits in the last slot.
-        """
-        from transformers import DynamicCache
-
-        model = backend.model
-        device = model.device
-        batch = len(prompts)
+    def __iter__(self) -> Iterator[tuple[object, Completion]]:
+        model = self.backend.model
+        was_training = model.training
+        model.eval()
         try:
-            cache = DynamicCache(config=model.config)
-        except TypeError:  # transformers < 4.56
-            cache = DynamicCache()
-        shared = common_prefix_length(prompts)
-        if batch == 1 or shared < _MIN_SHARED_PREFIX:
-            shared = 0
-        # Keep one token per row after the prefix: its logits start the completion.
-        shared = min(shared, min(len(p) for p in prompts) - 1)
-        if shared > 0:
-            prefix = torch.tensor([list(prompts[0][:shared])], device=device)
-            model(
-                input_ids=prefix,
-                attention_mask=torch.ones_like(prefix),
-                use_cache=True,
-                logits_to_keep=1,
-                **{backend._cache_kwarg: cache},
-            )
-            cache.batch_repeat_interleave(batch)
-        rests = [list(p[shared:]) for p in prompts]
-        width = max(len(r) for r in rests)
-        input_ids = torch.full((batch, width), backend.pad_id, dtype=torch.long)
-        attention = torch.zeros((batch, shared + width), dtype=torch.long)
-        attention[:, :shared] = 1
-        for row, rest in enumerate(rests):
-            input_ids[row, width - len(rest) :] = torch.tensor(rest)
-            attention[row, shared + width - len(rest) :] = 1
-        # Positions count real tokens only, so padding never shifts a row's rotary positions.
-        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        attention = attention.to(device)
-        output = model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention,
-            position_ids=positions[:, shared:].to(device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{backend._cache_kwarg: cache},
-        )
-        next_position = positions[:, -1].to(device) + 1
-        return cls(backend, cache, attention, next_position), output.logits[:, -1]
-
-    def keep(self, rows: list[int]) -> None:
-        keep = torch.tensor(rows, dtype=torch.long, device=self.attention.device)
-        self.cache.batch_select_indices(keep)
-        self.attention, self.next_position = self.attention[keep], self.next_position[keep]
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        device = self.attention.device
-        self.attention = torch.cat(
-            [self.attention, self.attention.new_ones((len(tokens), 1))], dim=1
-        )
-        output = self.backend.model(
-            input_ids=tokens.to(device).view(-1, 1),
-            attention_mask=self.attention,
-            position_ids=self.next_position.view(-1, 1),
-            use_cache=True,
-            logits_to_keep=1,
-            **{self.backend._cache_kwarg: self.cache},
-        )
-        self.next_position = self.next_position + 1
-        return output.logits[:, -1]
+            yield from self._stream
+        finally:
+            model.train(was_training)
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
@@ -353,68 +205,3 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> froz
     if not ids:
         raise ValueError("the tokenizer and model define no EOS token id")
     return frozenset(ids)
-
-
-def _row_generator(seed: int | None) -> torch.Generator:
-    generator = torch.Generator(device="cpu")
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
-
-
-def _sample(
-    logits: torch.Tensor,
-    temperatures: torch.Tensor,
-    top_ps: torch.Tensor,
-    generators: list[torch.Generator],
-) -> torch.Tensor:
-    """Draw one token per row: greedy where temperature is 0, else top-p sampling.
-
-    ``logits`` [B, V] float32 on CPU. Inverse-CDF sampling with one uniform per row from that
-    row's generator, so the draw is the same on any device and in any batch.
-    """
-    greedy = logits.argmax(dim=-1)
-    sampling = temperatures > 0
-    if not bool(sampling.any()):
-        return greedy
-    rows = sampling.nonzero().flatten()
-    scaled = logits[rows] / temperatures[rows, None]
-    probs = torch.softmax(scaled, dim=-1)
-    uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
-    # Per row, not per batch: a row's token must not depend on its neighbours' top_p.
-    full = top_ps[rows] >= 1
-    out = greedy.clone()
-    if bool(full.any()):
-        out[rows[full]] = _invert_cdf(probs[full], uniforms[full])
-    if not bool(full.all()):
-        nucleus = ~full
-        out[rows[nucleus]] = _invert_nucleus_cdf(
-            probs[nucleus], uniforms[nucleus], top_ps[rows[nucleus]]
-        )
-    return out
-
-
-def _invert_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Token ids [B] drawn by inverting each row's CDF in vocabulary order (no sort needed)."""
-    cumulative = probs.cumsum(dim=-1)
-    picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None])
-    return picks.flatten().clamp(max=probs.shape[-1] - 1)
-
-
-def _invert_nucleus_cdf(
-    probs: torch.Tensor, uniforms: torch.Tensor, top_ps: torch.Tensor
-) -> torch.Tensor:
-    """Token ids [B] drawn from each row's top-p nucleus (probs [B, V], uniforms and top_ps [B])."""
-    sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True, stable=True)
-    cumulative = sorted_probs.cumsum(dim=-1)
-    # Keep a token while the mass before it is below top_p (the top token always survives).
-    keep = (cumulative - sorted_probs) < top_ps[:, None]
-    sorted_probs = sorted_probs * keep
-    cumulative = sorted_probs.cumsum(dim=-1)
-    targets = uniforms * cumulative[:, -1]
-    picks = torch.searchsorted(cumulative, targets[:, None]).clamp(max=probs.shape[-1] - 1)
-    # searchsorted may land on a zeroed (dropped) slot only at the very end; step back to a kept one.
-    picks = torch.minimum(picks, keep.sum(dim=-1, keepdim=True) - 1)
-    return sorted_ids.gather(1, picks).flatten()

@@ -1,30 +1,27 @@
-"""Key/value caches for batched decoding with one shared prefix, and their attention.
+"""Key/value caches of the fast engine: one shared prefix, and one slot per row, bounded in bytes.
 
-Three parts:
+- :class:`PrefixKV`: the keys and values of the prefix the prompts start with (the instructions
+  and few-shot examples of an environment prompt), stored once and read once per decode step for
+  the whole batch.
+- :class:`SlotKV`: each row's keys and values after the prefix, in one preallocated buffer per
+  kind with a slot per row. Every slot has its own length, so rows of any length decode together
+  and a slot freed by a finished row takes the next prompt at once (continuous batching). A freed
+  slot keeps its content and the tokens it encodes until it is reused: a later prompt that
+  continues it (an episode's next turn) is admitted into that same slot and prefills only its new
+  tokens, with nothing copied. The buffer never exceeds ``max_bytes``: a longer row gets fewer
+  slots, not more memory.
 
-- :class:`PrefixKV`: the keys and values of the prefix every prompt of the batch starts with (the
-  instructions and few-shot examples of an environment prompt), stored once. A decode step reads
-  it once for the whole batch: all rows' queries of one KV head form a single matrix product
-  against it, instead of each row reading its own copy.
-- :class:`RowKV`: each row's keys and values after the prefix, in a buffer allocated once for the
-  prompt and the whole token budget. Prompts end at one column (shorter ones start later, the
-  columns before them masked), so every row writes its next token into the same column: a step
-  writes one slice instead of growing a tensor (``torch.cat`` per layer and per token, as
-  transformers' DynamicCache does).
-- :class:`Continuations`: the KV of rows that finished, kept for the next call, whose prompts
-  continue them.
-
-Shapes use L layers, B rows, KV key/value heads, H query heads (a multiple of KV, grouped as in
-transformers' ``repeat_kv``: query head h reads KV head ``h // (H // KV)``), D head size.
+Shapes use L layers, S slots, KV key/value heads, T columns per slot, D head size. Keys and values
+are stored in float32 whatever the model's dtype (a bfloat16 value converts exactly), so decode
+attention scores and sums are computed in float32.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 class PrefixKV:
@@ -36,13 +33,20 @@ class PrefixKV:
         self.values = values
 
     @classmethod
-    def empty(cls, layers: int, heads: int, head_dim: int, like: torch.Tensor) -> PrefixKV:
+    def empty(
+        cls, layers: int, heads: int, head_dim: int, *, dtype: torch.dtype, device: torch.device
+    ) -> PrefixKV:
         shape = (layers, heads, 0, head_dim)
-        return cls((), like.new_empty(shape), like.new_empty(shape))
+        empty = torch.empty(shape, dtype=dtype, device=device)
+        return cls((), empty, empty)
 
     @property
     def length(self) -> int:
         return len(self.tokens)
+
+    @property
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.values.nbytes
 
     def truncated(self, length: int) -> PrefixKV:
         """The first ``length`` tokens (views, no copy)."""
@@ -59,179 +63,150 @@ class PrefixKV:
         )
 
 
-class RowKV:
-    """Per-row keys and values after the shared prefix, in one preallocated buffer per kind.
+@dataclass
+class Slot:
+    """What one slot holds: ``tokens`` is the whole sequence from position 0 (prefix included)
+    whose positions ``prefix_length ..`` are cached in the slot's first ``length`` columns."""
 
-    ``keys``/``values`` [L, B, KV, T, D]; ``bias`` [B, T] is 0 where a column holds a token of
-    the row and -inf left of its prompt; ``filled`` columns are written (the same for every row).
+    tokens: list[int]
+    prefix_length: int
+    live: bool = False
+    released: int = 0  # when the slot was last freed (a counter): the oldest free one goes first
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens) - self.prefix_length
+
+
+class SlotKV:
+    """Per-row keys and values after the prefix: ``keys``/``values`` [L, S, KV, T, D] float32.
+
+    ``max_bytes`` bounds both buffers together. :meth:`reserve` grows the columns a row needs,
+    trading slots for columns within that bound.
     """
 
     def __init__(
-        self,
-        layers: int,
-        rows: int,
-        heads: int,
-        head_dim: int,
-        *,
-        prompt_lengths: list[int],
-        room: int,
-        like: torch.Tensor,
+        self, layers: int, heads: int, head_dim: int, *, max_bytes: int, device: torch.device
     ) -> None:
-        self.prompt_columns = max(prompt_lengths)
-        columns = self.prompt_columns + room
-        shape = (layers, rows, heads, columns, head_dim)
-        self.keys = like.new_empty(shape)
-        self.values = like.new_empty(shape)
-        self.starts = [self.prompt_columns - n for n in prompt_lengths]  # first column per row
-        for row, start in enumerate(self.starts):
-            # Masked columns must hold finite numbers: a zero weight times a stale inf is NaN.
-            self.keys[:, row, :, :start] = 0
-            self.values[:, row, :, :start] = 0
-        left = torch.arange(columns)[None, :] < torch.tensor(self.starts)[:, None]
-        self.bias = torch.zeros((rows, columns), dtype=like.dtype).masked_fill(left, float("-inf"))
-        self.bias = self.bias.to(like.device)
-        self.filled = self.prompt_columns
+        self.layers, self.heads, self.head_dim = layers, heads, head_dim
+        self.max_bytes = max_bytes
+        self.device = device
+        self.keys = torch.zeros((layers, 0, heads, 0, head_dim), device=device)
+        self.values = self.keys
+        self.slots: list[Slot] = []
+        self._index: dict[int, int] = {}
+        self._clock = 0
 
-    def put_prompt(self, row: int, pieces: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Store row ``row``'s prompt part: ``pieces`` of (keys, values) [L, KV, n, D] one after
-        the other, the last ending at ``prompt_columns``."""
-        end = self.prompt_columns
-        for keys, values in reversed(pieces):
-            n = keys.shape[2]
-            self.keys[:, row, :, end - n : end] = keys
-            self.values[:, row, :, end - n : end] = values
-            end -= n
+    @property
+    def bytes_per_token(self) -> int:
+        """Bytes of keys and values one cached token takes (all layers)."""
+        return 2 * self.layers * self.heads * self.head_dim * self.keys.element_size()
 
-    def row_span(self, row: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copies of the keys and values [L, KV, length, D] of row ``row``'s last ``length``
-        filled columns."""
-        columns = slice(self.filled - length, self.filled)
-        return self.keys[:, row, :, columns].clone(), self.values[:, row, :, columns].clone()
+    @property
+    def columns(self) -> int:
+        return self.keys.shape[3]
 
-    def select(self, rows: list[int]) -> None:
-        """Keep only ``rows``, in that order. Copies the filled columns that any of them uses
-        into new buffers: columns left of every kept row's prompt are dropped, so the attention
-        of later steps no longer spans them."""
-        first = min(self.starts[row] for row in rows)
-        layers, _, heads, columns, head_dim = self.keys.shape
-        shape = (layers, len(rows), heads, columns - first, head_dim)
-        keys, values = self.keys.new_empty(shape), self.values.new_empty(shape)
-        used = slice(first, self.filled)
-        for slot, row in enumerate(rows):
-            keys[:, slot, :, : self.filled - first] = self.keys[:, row, :, used]
-            values[:, slot, :, : self.filled - first] = self.values[:, row, :, used]
+    def max_slots(self, columns: int) -> int:
+        """Slots that fit the byte bound when each holds ``columns`` columns."""
+        return self.max_bytes // max(columns * self.bytes_per_token, 1)
+
+    def live(self) -> list[int]:
+        return [index for index, slot in enumerate(self.slots) if slot.live]
+
+    def reserve(self, slots: int, columns: int, pinned: Sequence[Slot] = ()) -> bool:
+        """Make room for ``slots`` slots of at least ``columns`` columns, keeping every live and
+        every ``pinned`` slot (renumbered to the front when the buffer is rebuilt; see
+        :meth:`_rebuild`). False, with nothing changed, when that does not fit ``max_bytes``."""
+        if slots <= len(self.slots) and columns <= self.columns:
+            return True
+        keep = {id(slot) for slot in pinned}
+        held = [slot.length for slot in self.slots if slot.live or id(slot) in keep]
+        columns = max([columns, *held])
+        if slots > self.max_slots(columns):
+            return False
+        # Grow by half again at least, so that ever longer rows reallocate rarely; shrink the
+        # columns only as far as more slots need.
+        grown = self.columns * 3 // 2 if columns > self.columns else self.columns
+        wide = min(max(columns, grown), self.max_bytes // (slots * self.bytes_per_token))
+        many = max(slots, min(len(self.slots), self.max_slots(wide)))
+        self._rebuild(many, wide, keep)
+        return True
+
+    def _rebuild(self, slots: int, columns: int, pinned: set[int]) -> None:
+        """New buffers of ``slots`` x ``columns``: live and pinned slots first, then as many of
+        the most recently freed slots (and their content) as fit. Slot indices change."""
+
+        def rank(index: int) -> tuple[bool, int]:
+            slot = self.slots[index]
+            return (not (slot.live or id(slot) in pinned), -slot.released)
+
+        order = sorted(range(len(self.slots)), key=rank)
+        kept = [i for i in order if self.slots[i].length <= columns][:slots]
+        shape = (self.layers, slots, self.heads, columns, self.head_dim)
+        # Zeros, not empty: a masked column's weight is 0, and 0 * a stale NaN would be NaN.
+        keys = torch.zeros(shape, device=self.device)
+        values = torch.zeros(shape, device=self.device)
+        for new, old in enumerate(kept):
+            n = self.slots[old].length
+            keys[:, new, :, :n] = self.keys[:, old, :, :n]
+            values[:, new, :, :n] = self.values[:, old, :, :n]
         self.keys, self.values = keys, values
-        self.bias = self.bias[rows, first:]
-        self.starts = [self.starts[row] - first for row in rows]
-        self.prompt_columns -= first
-        self.filled -= first
+        self.slots = [self.slots[i] for i in kept]
+        self.slots += [Slot([], 0) for _ in range(slots - len(kept))]
+        self._reindex()
 
-
-class Continuations:
-    """Keys and values of recently decoded rows, keyed by their tokens, so that a later prompt
-    extending one (an episode's next turn: its context, the sampled turn, the tool's result)
-    prefills only its new tokens. Holds the newest ``capacity`` entries; the owner clears it when
-    the weights change."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[tuple[int, ...], tuple[int, torch.Tensor, torch.Tensor]] = (
-            OrderedDict()
-        )
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def add(
-        self, tokens: tuple[int, ...], start: int, keys: torch.Tensor, values: torch.Tensor
-    ) -> None:
-        """Remember the KV [L, KV, len(tokens) - start, D] of positions ``start`` onwards of the
-        sequence ``tokens`` (all tokens from position 0)."""
-        self._entries[tokens] = (start, keys, values)
-        self._entries.move_to_end(tokens)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+    def release(self, index: int) -> None:
+        """The slot's row finished: its content stays, for a prompt that continues it."""
+        self._clock += 1
+        self.slots[index].live = False
+        self.slots[index].released = self._clock
 
     def clear(self) -> None:
-        self._entries.clear()
+        """Forget every slot's content (the weights changed)."""
+        for slot in self.slots:
+            slot.tokens, slot.prefix_length, slot.live = [], 0, False
 
-    def longest(
-        self, prompt: tuple[int, ...], start: int, limit: int
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """KV [L, KV, c, D] of positions ``start .. start + c`` of ``prompt`` from the entry that
-        covers most of them (``c <= limit``), or None."""
-        best: tuple[int, int, torch.Tensor, torch.Tensor] | None = None
-        for tokens, (first, keys, values) in self._entries.items():
-            end = min(len(tokens), len(prompt), start + limit)
-            if first > start or end <= start or (best is not None and end - start <= best[0]):
-                continue
-            if prompt[:end] == tokens[:end]:
-                best = (end - start, first, keys, values)
-        if best is None:
-            return None
-        covered, first, keys, values = best
-        span = slice(start - first, start - first + covered)
-        return keys[:, :, span], values[:, :, span]
+    def write_column(
+        self,
+        layer: int,
+        slots: torch.Tensor,
+        columns: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+    ) -> None:
+        """Store one token per row: ``k``/``v`` [B, KV, D] at column ``columns[b]`` of slot
+        ``slots[b]`` (both [B] int64)."""
+        self.keys[layer, slots, :, columns] = k.float()
+        self.values[layer, slots, :, columns] = v.float()
 
+    def put(self, index: int, column: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Store ``keys``/``values`` [L, KV, n, D] in slot ``index`` from column ``column``."""
+        n = keys.shape[2]
+        self.keys[:, index, :, column : column + n] = keys
+        self.values[:, index, :, column : column + n] = values
 
-def prefill_attention(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    context: Sequence[tuple[torch.Tensor, torch.Tensor]],
-) -> torch.Tensor:
-    """Causal attention of one sequence of M new tokens that continues a context.
+    def copy(self, source: int, target: int, columns: int) -> None:
+        """Copy the first ``columns`` columns of slot ``source`` into slot ``target``."""
+        self.keys[:, target, :, :columns] = self.keys[:, source, :, :columns]
+        self.values[:, target, :, :columns] = self.values[:, source, :, :columns]
 
-    ``query`` [H, M, D] (unscaled), ``keys``/``values`` [KV, M, D] of the same tokens,
-    ``context`` (keys, values) pieces [KV, C_i, D] of the tokens before them, in order. Every
-    query sees the whole context, then the new tokens up to itself. Returns [M, H * D].
-    """
-    m = query.shape[1]
-    pieces = [piece for piece in context if piece[0].shape[1]]
-    if pieces:
-        c = sum(k.shape[1] for k, _ in pieces)
-        keys = torch.cat([*(k for k, _ in pieces), keys], dim=1)
-        values = torch.cat([*(v for _, v in pieces), values], dim=1)
-        visible = torch.ones((m, c + m), dtype=torch.bool, device=query.device)
-        visible[:, c:] = torch.ones((m, m), dtype=torch.bool, device=query.device).tril()
-        out = F.scaled_dot_product_attention(
-            query[None], keys[None], values[None], attn_mask=visible, enable_gqa=True
-        )
-    else:
-        out = F.scaled_dot_product_attention(
-            query[None], keys[None], values[None], is_causal=True, enable_gqa=True
-        )
-    return out[0].transpose(0, 1).reshape(m, -1)
+    def index(self, slot: Slot) -> int:
+        """Where ``slot`` is in the buffers now (a rebuild or a move renumbers slots)."""
+        return self._index[id(slot)]
 
+    def swap(self, first: int, second: int) -> None:
+        """Exchange two slots' content and records (a live row moves into a free slot whose
+        content stays available for continuations, now at the other index)."""
+        a, b = self.slots[first], self.slots[second]
+        if b.length > a.length:
+            first, second, a, b = second, first, b, a
+        n = b.length  # the shorter content goes through a temporary copy
+        keys = self.keys[:, second, :, :n].clone()
+        values = self.values[:, second, :, :n].clone()
+        self.copy(first, second, a.length)
+        self.keys[:, first, :, :n], self.values[:, first, :, :n] = keys, values
+        self.slots[first], self.slots[second] = b, a
+        self._reindex()
 
-def decode_attention(
-    query: torch.Tensor,
-    prefix_keys: torch.Tensor,
-    prefix_values: torch.Tensor,
-    row_keys: torch.Tensor,
-    row_values: torch.Tensor,
-    bias: torch.Tensor,
-) -> torch.Tensor:
-    """One new token per row attending to the shared prefix and to its own columns.
-
-    ``query`` [B, H, D] (unscaled); ``prefix_keys``/``prefix_values`` [KV, P, D];
-    ``row_keys``/``row_values`` [B, KV, C, D] (the filled columns); ``bias`` [B, C] additive mask.
-    Returns [B, H * D]. One softmax over prefix and row columns together, so the result is the
-    attention over the concatenated keys.
-    """
-    b, h, d = query.shape
-    kv = row_keys.shape[1]
-    p = prefix_keys.shape[1]
-    grouped = (query * d**-0.5).view(b, kv, h // kv, d)  # [B, KV, G, D]
-    scores = grouped @ row_keys.transpose(-1, -2) + bias[:, None, None, :]  # [B, KV, G, C]
-    if p:
-        # [KV, B*G, D] @ [KV, D, P]: one product per KV head for the whole batch.
-        by_head = grouped.transpose(0, 1).reshape(kv, -1, d)
-        prefix_scores = (by_head @ prefix_keys.transpose(-1, -2)).view(kv, b, -1, p)
-        scores = torch.cat([prefix_scores.transpose(0, 1), scores], dim=-1)
-    probs = scores.softmax(dim=-1)
-    out = probs[..., p:] @ row_values  # [B, KV, G, D]
-    if p:
-        prefix_probs = probs[..., :p].transpose(0, 1).reshape(kv, -1, p)
-        out = out + (prefix_probs @ prefix_values).view(kv, b, -1, d).transpose(0, 1)
-    return out.reshape(b, h * d)
+    def _reindex(self) -> None:
+        self._index = {id(slot): index for index, slot in enumerate(self.slots)}

@@ -1,9 +1,8 @@
-"""How the prompts of one batch share tokens: the prefix common to all, and chains of prompts
-that are prefixes of one another (the states of one trajectory, the G samples of one state).
+"""The prefix a batch of prompts shares.
 
-A causal model gives a prompt's keys and values, and the logits after its last token, as a
-function of that prompt's tokens only; so a prompt that is a prefix of another needs no pass of
-its own: the longer prompt's pass holds both.
+What prompts share beyond one common prefix (a state and its longer states, the G samples of one
+state) is found by the training packer's token trie (:func:`swirl.packing.pack`), which the fast
+engine's prefill lays its prompts out with (:mod:`swirl.backends.fast_engine`).
 """
 
 from __future__ import annotations
@@ -21,26 +20,3 @@ def common_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
             match += 1
         length = match
     return length
-
-
-def group_chains(rests: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
-    """Group token lists so that each group's members are prefixes of its longest, the head.
-
-    Returns ``(heads, head_of)``: ``heads`` are indices into ``rests`` (longest first), and
-    ``head_of[i]`` is the index of the head whose tokens start with ``rests[i]`` (itself for a
-    head). Identical lists share one head.
-    """
-    tuples = [tuple(r) for r in rests]
-    order = sorted(range(len(tuples)), key=lambda i: -len(tuples[i]))
-    heads: list[int] = []
-    head_of = [0] * len(tuples)
-    for index in order:
-        tokens = tuples[index]
-        for head in heads:
-            if tuples[head][: len(tokens)] == tokens:
-                head_of[index] = head
-                break
-        else:
-            heads.append(index)
-            head_of[index] = index
-    return heads, head_of
