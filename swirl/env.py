@@ -5,7 +5,7 @@ Every live episode's next turn is submitted to the backend's completion stream
 the end of the turn). As soon as a turn comes back it is parsed with :func:`swirl.parse_action`,
 the tool runs, the observation is appended as a new user turn ``QUERY -> RESULT`` and the
 episode's next turn is submitted at once: with a continuously batching backend (the local one)
-it joins the batch before the next decode step, without waiting for the other episodes' turns. A
+it joins the batch at the next decode step, without waiting for the other episodes' turns. A
 backend with only ``generate`` gets one call per round of turns. An episode ends at ``<answer>`` (termination ``"answer"``), at the step cap
 (``"step_cap"``), at a turn without a valid action (``"invalid_action"``, the turn is recorded) or
 when a turn runs out of tokens, its own budget or the context's (``"length"``).

@@ -118,6 +118,33 @@ def test_first_token_follows_the_model_distribution(engines, embedded_model):
 
 
 @pytest.mark.slow
+def test_a_decode_step_follows_the_model_distribution(engines, embedded_model):
+    """The second token (a decode step, not the prefill): 800 seeds through 8 slots, so rows are
+    admitted into freed slots all along. Among the rows whose first token is the commonest one,
+    the second tokens fit the softmax of the transformers model's own logits after that token,
+    and the test has the power to reject draws from another temperature."""
+    fast, _ = engines
+    model, tokenizer = embedded_model
+    prompt = _env_prompt(tokenizer, "Which is older, the Brent Canal or the Marlow Mill?")
+    prompt += tokenizer.encode("I", add_special_tokens=False)  # both next tokens uncertain
+    draws = 800
+    params = [
+        SamplingParams(max_new_tokens=2, temperature=1.0, seed=seed, stop_at_action=False)
+        for seed in range(draws)
+    ]
+    out = [c.token_ids for c in fast.generate([prompt] * draws, params)]
+    first = torch.tensor([ids[0] for ids in out])
+    commonest = int(first.mode().values)
+    seconds = torch.tensor([ids[1] for ids in out if ids[0] == commonest and len(ids) == 2])
+    assert len(seconds) >= 120
+    counts = torch.bincount(seconds, minlength=model.config.vocab_size).double()
+    with torch.inference_mode():
+        logits = model(torch.tensor([[*prompt, commonest]])).logits[0, -1].double()
+    assert _chi_square_p(counts, logits.softmax(-1)) > 1e-3
+    assert _chi_square_p(counts, (logits / 0.7).softmax(-1)) < 1e-3
+
+
+@pytest.mark.slow
 def test_seeded_rows_do_not_depend_on_the_batch(engines, prompts):
     fast, _ = engines
     rows = [
@@ -128,7 +155,7 @@ def test_seeded_rows_do_not_depend_on_the_batch(engines, prompts):
     together = [c.token_ids for c in fast.generate(picked, rows)]
     alone = [fast.generate([p], [r])[0].token_ids for p, r in zip(picked, rows, strict=True)]
     assert together == alone
-    # Among other prompts, in another order, and split into batches of two.
+    # Among other prompts, in another order, through two slots (rows admitted as others stop).
     small = HFBackend(fast.model, fast.tokenizer, engine="fast", max_batch_size=2)
     mixed = [prompts[1], picked[2], prompts[4], picked[0], picked[1]]
     noise = SamplingParams(max_new_tokens=12, temperature=1.0, seed=99, stop_at_action=False)
@@ -204,3 +231,54 @@ def test_unsupported_models_use_the_reference_engine():
         HFBackend(lora, _Ids(), engine="fast")
     with pytest.raises(ValueError, match="engine must be"):
         HFBackend(_tiny("llama"), _Ids(), engine="turbo")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_the_two_engines_report_the_same_logprobs(engines, prompts):
+    fast, reference = engines
+    params = SamplingParams(max_new_tokens=16, temperature=0.8, seed=7, stop_at_action=False)
+    for a, b in zip(
+        fast.generate(prompts, params), reference.generate(prompts, params), strict=True
+    ):
+        # Up to where the rows diverge (a uniform within rounding of a CDF step), the same tokens
+        # with the same log-probs.
+        same = next(
+            (i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)) if x != y),
+            min(len(a.token_ids), len(b.token_ids)),
+        )
+        assert same > 0
+        torch.testing.assert_close(
+            torch.tensor(a.logprobs[:same]), torch.tensor(b.logprobs[:same]), rtol=0, atol=2e-4
+        )
+
+
+def test_a_stream_admits_a_prompt_submitted_mid_stream_before_the_others_finish():
+    """Continuous batching: a prompt submitted when a row finishes takes the freed slot before
+    the next step and finishes before rows that were admitted earlier; the reference engine,
+    which only admits into an empty batch, runs it after them."""
+    model = _tiny("llama")
+    prompts = [[5, 6, 7], [5, 6, 8], [5, 6, 9], [5, 6, 10]]
+
+    def budget(n):
+        return SamplingParams(max_new_tokens=n, temperature=0, stop_at_action=False)
+
+    def order(engine: str) -> tuple[list[str], list[int]]:
+        backend = HFBackend(model, _Ids(), engine=engine, max_batch_size=3)
+        # A tiny random model rarely says EOS (id 0); stop only on the budget.
+        backend.eos_ids = frozenset({-1})
+        stream = backend.stream()
+        for key, prompt, n in zip("abc", prompts, (2, 10, 10), strict=False):
+            stream.submit(prompt, budget(n), key)
+        finished = []
+        for key, _ in stream:
+            finished.append(key)
+            if key == "a":
+                stream.submit(prompts[3], budget(3), "d")
+        return finished, backend.stats.decode_rows
+
+    finished, rows = order("fast")
+    assert finished == ["a", "d", "b", "c"]
+    # b and c step while d is prefilled; d's first token is drawn with their next ones.
+    assert rows[:4] == [3, 2, 3, 3]
+    finished, _ = order("reference")
+    assert finished == ["a", "b", "c", "d"]

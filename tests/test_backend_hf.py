@@ -117,3 +117,39 @@ def test_in_memory_model_mode_is_restored_and_chat(backend):
         SamplingParams(max_new_tokens=8, temperature=0),
     )
     assert isinstance(reply, str) and reply and "<|im_end|>" not in reply
+
+
+def _recomputed_logprobs(model, prompt, completion, params: SamplingParams) -> torch.Tensor:
+    """Independently: one full forward over prompt + completion, logits / T (T = 1 when
+    greedy), log-softmax, renormalised to the top-p nucleus when top_p < 1."""
+    ids = torch.tensor([list(prompt) + completion.token_ids])
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].double()
+    logprobs = (logits / (params.temperature or 1.0)).log_softmax(dim=-1)
+    if params.top_p < 1:
+        probs = logprobs.exp()
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        kept = torch.zeros_like(probs, dtype=torch.bool).scatter(1, order, before < params.top_p)
+        logprobs = logprobs - (probs * kept).sum(dim=-1, keepdim=True).log()
+    picked = torch.tensor(completion.token_ids)[:, None]
+    return logprobs.gather(1, picked).flatten().float()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_new_tokens=12, temperature=0, stop_at_action=False),
+        SamplingParams(max_new_tokens=12, temperature=1.0, seed=3, stop_at_action=False),
+        SamplingParams(max_new_tokens=12, temperature=0.7, top_p=0.9, seed=4, stop_at_action=False),
+    ],
+    ids=["greedy", "t1", "t0.7-top-p0.9"],
+)
+def test_logprobs_equal_a_recomputation_with_the_model(backend, prompts, params):
+    """Completion.logprobs: the log-probability of each sampled token under the distribution it
+    was drawn from, at every step (prefill and decode), as a full forward recomputes it."""
+    for prompt, completion in zip(prompts, backend.generate(prompts, params), strict=True):
+        assert completion.logprobs is not None
+        assert len(completion.logprobs) == len(completion.token_ids)
+        expected = _recomputed_logprobs(backend.model, prompt, completion, params)
+        torch.testing.assert_close(torch.tensor(completion.logprobs), expected, rtol=0, atol=2e-4)

@@ -160,7 +160,7 @@ def _filled(cache: SlotKV, index: int, tokens: list[int], prefix_length: int, va
 
 def test_slot_cache_stays_within_its_byte_bound_and_keeps_live_rows() -> None:
     per_token = 2 * 2 * 1 * 4 * 4  # keys and values, 2 layers, 1 head, dim 4, float32
-    cache = SlotKV(2, 1, 4, max_bytes=100 * per_token, device=torch.device("cpu"))
+    cache = SlotKV(2, 1, 4, max_bytes=100 * per_token, max_columns=40, device=torch.device("cpu"))
     assert cache.bytes_per_token == per_token
     assert cache.reserve(4, 10)
     assert cache.keys.shape[1] == 4 and cache.columns >= 10

@@ -72,6 +72,46 @@ class ScriptedBackend:
         raise NotImplementedError
 
 
+class StreamingScriptedBackend(ScriptedBackend):
+    """The scripted turns through a stream that batches continuously: every live request gains
+    one token per tick, and a request submitted while the stream runs joins at the next tick.
+    Records the tick at which each (question, step) turn was submitted and finished."""
+
+    def stream(self):
+        backend = self
+
+        class Stream:
+            def __init__(self):
+                self.queue, self.tick = [], 0
+                self.submitted, self.finished = {}, {}
+
+            def submit(self, prompt, params, key):
+                (completion,) = backend.generate([prompt], [params])
+                turn = _turn_key(backend.tokenizer, prompt)
+                self.submitted[turn] = self.tick
+                self.queue.append([len(completion.token_ids), key, completion, turn])
+
+            def __iter__(self):
+                while self.queue:
+                    self.tick += 1
+                    for item in self.queue:
+                        item[0] -= 1
+                    done = [item for item in self.queue if item[0] <= 0]
+                    self.queue = [item for item in self.queue if item[0] > 0]
+                    for _, key, completion, turn in done:
+                        self.finished[turn] = self.tick
+                        yield key, completion
+
+        backend.last_stream = Stream()
+        return backend.last_stream
+
+
+def _turn_key(tokenizer, prompt) -> tuple[str, int]:
+    text = tokenizer.decode(prompt)
+    question = text[text.rfind("Question: ") + len("Question: ") :].split("<")[0].strip()
+    return question, text[text.rfind("Question: ") :].count("<|im_start|>assistant") - 1
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     from swirl.model import load_tokenizer
@@ -149,6 +189,30 @@ def test_terminations_observations_and_exact_states(tokenizer):
     assert backend.calls == 3
     for t in trajectories.values():  # records round-trip through the schema
         assert msgspec.json.decode(msgspec.json.encode(t), type=Trajectory) == t
+
+
+def test_an_episodes_next_turn_is_submitted_as_soon_as_its_tool_returns(tokenizer):
+    """With a stream that batches continuously, a short turn's episode goes on (tool, next turn)
+    while a long turn of another episode is still being generated, and a finished episode's
+    place is taken at once by the next question."""
+    scripts = {
+        "A?": ["<math_exp>1+1</math_exp>", "<math_exp>2+2</math_exp>", "<answer>4</answer>"],
+        "B?": ["Let me think it over slowly. " * 6 + "<answer>7</answer>"],
+        "C?": ["<answer>3</answer>"],
+    }
+    backend = StreamingScriptedBackend(tokenizer, scripts)
+    examples = [math(q[0], q) for q in scripts]
+    config = EnvConfig(max_live_episodes=2)
+    params = SamplingParams(max_new_tokens=200)
+    done = list(run_episodes(examples, backend, tools=[Calculator()], params=params, config=config))
+    stream = backend.last_stream
+    # A's turns follow one another while B's one long turn runs.
+    assert stream.submitted[("A?", 1)] == stream.finished[("A?", 0)]
+    assert stream.submitted[("A?", 2)] == stream.finished[("A?", 1)]
+    assert stream.finished[("A?", 2)] < stream.finished[("B?", 0)]
+    # C starts when A ends, not when B's turn ends.
+    assert stream.submitted[("C?", 0)] == stream.finished[("A?", 2)]
+    assert [t.example_id for t in done] == ["A", "C", "B"]  # each as it ends
 
 
 def test_search_titles_truncation_and_context_limit(tokenizer):

@@ -8,7 +8,7 @@ and refills), over the network of :mod:`swirl.backends.decode` and the caches of
   weights are unchanged (every turn of an environment starts with the same instructions), and
   read once per decode step for the whole batch;
 - each row has its own slot and its own position, so a slot freed by a finished row takes a
-  queued prompt before the next step;
+  queued prompt at the next step;
 - a prompt continuing what a slot holds (an episode's next turn: its previous context, the turn
   it sampled and the tool's result; or the G samples of one state) prefills only its new tokens:
   in that same slot when it is free, else after copying the shared columns into another;
@@ -87,7 +87,12 @@ class FastEngine:
         self.max_rows = max_rows
         self.max_prefill_tokens = max_prefill_tokens
         self.slots = SlotKV(
-            net.num_layers, net.kv_heads, net.head_dim, max_bytes=max_cache_bytes, device=net.device
+            net.num_layers,
+            net.kv_heads,
+            net.head_dim,
+            max_bytes=max_cache_bytes,
+            max_columns=context_length,
+            device=net.device,
         )
         if self.slots.max_slots(context_length) < 1:
             raise ValueError(

@@ -5,7 +5,7 @@ rows decode together, each sampling with its own seeded generator (so a row's ra
 depend on which other prompts share its batch; its logits may, in the last float bits, as batched
 matmuls round differently with the batch's shape), a row leaves the batch as soon as it stops (on
 an EOS id, on its token budget, or right after the token that completes a closing action tag) and
-a queued prompt takes its place before the next step. :meth:`HFBackend.stream` lets a caller
+a queued prompt takes its place at the next step. :meth:`HFBackend.stream` lets a caller
 submit prompts while others decode (an episode's next turn as soon as its tool returns);
 :meth:`HFBackend.generate` is one stream of a fixed batch.
 
@@ -166,7 +166,7 @@ class HFBackend:
 class HFStream:
     """Prompts in, completions out as they finish: ``submit(prompt, params, key)``, then iterate
     for ``(key, Completion)`` pairs. Submitting while iterating (e.g. an episode's next turn on
-    receiving its last) admits the prompt before the next decode step. The model is in eval mode
+    receiving its last) admits the prompt at the next decode step. The model is in eval mode
     while the stream runs (its mode is restored when an iteration ends)."""
 
     def __init__(self, backend: HFBackend) -> None:

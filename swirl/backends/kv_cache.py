@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -81,15 +82,24 @@ class Slot:
 class SlotKV:
     """Per-row keys and values after the prefix: ``keys``/``values`` [L, S, KV, T, D] float32.
 
-    ``max_bytes`` bounds both buffers together. :meth:`reserve` grows the columns a row needs,
-    trading slots for columns within that bound.
+    ``max_bytes`` bounds both buffers together (twice that for a moment while :meth:`reserve`
+    rebuilds them); no slot needs more than ``max_columns`` columns (the context length).
+    :meth:`reserve` trades slots for columns within that bound.
     """
 
     def __init__(
-        self, layers: int, heads: int, head_dim: int, *, max_bytes: int, device: torch.device
+        self,
+        layers: int,
+        heads: int,
+        head_dim: int,
+        *,
+        max_bytes: int,
+        max_columns: int,
+        device: torch.device,
     ) -> None:
         self.layers, self.heads, self.head_dim = layers, heads, head_dim
         self.max_bytes = max_bytes
+        self.max_columns = max_columns
         self.device = device
         self.keys = torch.zeros((layers, 0, heads, 0, head_dim), device=device)
         self.values = self.keys
@@ -124,10 +134,9 @@ class SlotKV:
         columns = max([columns, *held])
         if slots > self.max_slots(columns):
             return False
-        # Grow by half again at least, so that ever longer rows reallocate rarely; shrink the
-        # columns only as far as more slots need.
-        grown = self.columns * 3 // 2 if columns > self.columns else self.columns
-        wide = min(max(columns, grown), self.max_bytes // (slots * self.bytes_per_token))
+        # As wide as the bound allows (the memory is only committed where written), so that a
+        # longer row rebuilds the buffers only once it needs more than that.
+        wide = max(columns, min(self.max_bytes // (slots * self.bytes_per_token), self.max_columns))
         many = max(slots, min(len(self.slots), self.max_slots(wide)))
         self._rebuild(many, wide, keep)
         return True
@@ -143,9 +152,7 @@ class SlotKV:
         order = sorted(range(len(self.slots)), key=rank)
         kept = [i for i in order if self.slots[i].length <= columns][:slots]
         shape = (self.layers, slots, self.heads, columns, self.head_dim)
-        # Zeros, not empty: a masked column's weight is 0, and 0 * a stale NaN would be NaN.
-        keys = torch.zeros(shape, device=self.device)
-        values = torch.zeros(shape, device=self.device)
+        keys, values = self._zeros(shape), self._zeros(shape)
         for new, old in enumerate(kept):
             n = self.slots[old].length
             keys[:, new, :, :n] = self.keys[:, old, :, :n]
@@ -154,6 +161,14 @@ class SlotKV:
         self.slots = [self.slots[i] for i in kept]
         self.slots += [Slot([], 0) for _ in range(slots - len(kept))]
         self._reindex()
+
+    def _zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Zeros, not garbage: a masked column's weight is 0, and 0 * a stale NaN would be NaN.
+        On the CPU through numpy's calloc, whose pages the OS zeroes on first touch: a buffer
+        as wide as the bound costs memory only where rows write."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(np.zeros(shape, dtype=np.float32))
+        return torch.zeros(shape, device=self.device)
 
     def release(self, index: int) -> None:
         """The slot's row finished: its content stays, for a prompt that continues it."""

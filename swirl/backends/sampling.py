@@ -34,13 +34,16 @@ def sample(
     nucleus when ``top_p < 1``; ``softmax(logits)`` for a greedy row.
     """
     tokens = logits.argmax(dim=-1)
-    logprobs = _picked(logits.log_softmax(dim=-1), tokens)
+    logprobs = torch.empty(len(tokens))
     sampling = temperatures > 0
-    if not bool(sampling.any()):
+    greedy = (~sampling).nonzero().flatten()
+    if len(greedy):
+        logprobs[greedy] = _picked(logits[greedy].log_softmax(dim=-1), tokens[greedy])
+    if not len(greedy) < len(tokens):
         return tokens, logprobs
     rows = sampling.nonzero().flatten()
-    scaled = logits[rows] / temperatures[rows, None]
-    probs = torch.softmax(scaled, dim=-1)
+    scaled = (logits[rows] / temperatures[rows, None]).log_softmax(dim=-1)
+    probs = scaled.exp()
     uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
     # Per row, not per batch: a row's token must not depend on its neighbours' top_p.
     full = top_ps[rows] >= 1
@@ -54,7 +57,7 @@ def sample(
             probs[nucleus], uniforms[nucleus], top_ps[rows[nucleus]]
         )
     tokens[rows] = picks
-    logprobs[rows] = _picked(scaled.log_softmax(dim=-1), picks) - kept_mass.log()
+    logprobs[rows] = _picked(scaled, picks) - kept_mass.log()
     return tokens, logprobs
 
 

@@ -5,8 +5,9 @@ A :class:`DecodeStream` drives one engine (the fast engine or the reference one,
 (:func:`swirl.backends.sampling.sample`, each row with its own seeded generator), stops a row on
 an EOS id, on its token budget, or right after the token that completes a closing action tag,
 and yields each finished row as soon as it stops. The consumer may submit new requests while it
-holds a result (an episode's next turn, once its tool has run): they are admitted before the
-next decode step, into the slot the finished row left.
+holds a result (an episode's next turn, once its tool has run): they are prefilled while the
+other rows take their next step, into the slot the finished row left, and draw their first token
+in the same round as the others draw their next.
 
 A row's sampled tokens depend only on its own prompt, parameters and seed: the uniforms come
 from its own generator, one per step, whoever shares the batch (its logits may differ in the last

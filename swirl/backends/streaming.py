@@ -1,7 +1,7 @@
 """Streams of completions: submit prompts while others are being generated.
 
 A backend with a ``stream()`` method (:class:`swirl.backends.hf.HFBackend`) batches continuously:
-a prompt submitted while the stream runs joins the batch before the next decode step. Any other
+a prompt submitted while the stream runs joins the batch at the next decode step. Any other
 :class:`~swirl.backends.base.GenerationBackend` is wrapped in :class:`RoundStream`, which sends
 what was submitted as one ``generate`` call per round, the next round being what the consumer
 submitted while reading the previous one.
