@@ -1,39 +1,50 @@
-"""Generation speed of the local backend on the main job's workloads (CPU, embedded model).
+"""Generation speed of the local backend on the main job's workloads (CPU, embedded model),
+against the old engine, the other engines, and a per-call roofline measured in the same run.
 
-The three workloads of ``swirl run``, at its default sizes (``SWIRL_BENCH_QUICK=1``: 8 questions
-each, for a smoke run):
+Workloads, at ``swirl run``'s sizes (``SWIRL_BENCH_QUICK=1``: 8 questions each, a smoke run):
 
 - eval: greedy multi-step rollouts of 50 held-out demo-qa questions, 96 tokens per turn;
 - stage1: 80 demo-qa training questions, 2 samples each at temperature 0.5, 96 tokens per turn;
 - online: G=4 samples at each of 4 states of those Stage-1 trajectories (temperature 1, the
-  trainer's default), 3 training steps; the weights change before each step as an optimizer
-  step would change them, so every engine starts each step from new weights.
+  trainer's default), 3 training steps, one ``generate`` call each; the weights change before
+  each call as an optimizer step changes them, so every engine starts each call from new weights.
 
-The rollouts run once through ``run_episodes`` (fast engine) and every ``generate`` call is
-recorded. Then each recorded call is replayed, with the same prompts and parameters, by the fast
-engine, the reference engine, transformers' ``model.generate`` (one batched call, left-padded,
-the closing action tags as stop strings, top-k off), llama.cpp's server on the embedded GGUF
-(when the ``xllamacpp`` wheel is installed: B slots batched continuously, over HTTP) and one
-bare forward for the ceiling, call by call, so a load change on the shared machine hits them all.
-Printed per workload: generated tokens/s of each (every sampled token, over the time spent
-generating), the ceiling (the transformers model's fp32 forward of B single tokens without a KV
-cache, B the workload's batch), the fraction of it each engine reaches, and the mean rows per
-decode step (a batch shrinks as its rows stop).
+Engines, each on the same workload in one run (a rollout samples its own turns, so each engine's
+rate is its generated tokens over its time spent generating):
+
+- new: the fast engine, continuous batching (``run_episodes`` streams each episode's next turn
+  into the batch as soon as its tool returns);
+- old: the fast engine as it was at commit ``ae5d7de``, loaded from git into a temporary package,
+  fed one ``generate`` call per round of turns, as ``run_episodes`` fed it then;
+- reference: the transformers model with a DynamicCache (``engine="reference"``);
+- transformers generate: ``model.generate`` per round (left-padded, stop strings, top-k off);
+- llama.cpp: its server on the embedded GGUF (the ``xllamacpp`` wheel), per round over HTTP.
+
+The roofline of a call is the time of the matrix products the new engine's schedule needs, at
+the throughput measured for each product's row count in this run: each decode step at its live
+rows, each prefill pass at its tokens (``GenerationStats``), through the model's own linears
+packed as the engine packs them. Attention is not in it (it is work the engine must do, but not
+a matrix product of the weights), nor sampling. Printed per workload: tokens/s (wall and per
+CPU-second of this process), new/old and new/this ratios, the fraction of the roofline the new
+engine reaches, mean live rows per decode step, and the ceilings of full batches of 32 and 64.
 
 On a machine other jobs share, run it with ``OMP_WAIT_POLICY=PASSIVE``: with OpenMP's default
-spinning, two threads on two busy cores wait a scheduler slice at every parallel region, and an
-engine of many small operations (the fast one) slows down by an order of magnitude more than one
-of few large ones (measured beside another 2-thread job: 9 against 87 generated tokens/s on the
-online workload, default against passive).
+spinning, two threads on two busy cores wait a scheduler slice at every parallel region.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,11 +57,10 @@ from swirl.backends.base import (
     params_per_prompt,
 )
 from swirl.backends.hf import HFBackend
+from swirl.backends.scheduler import GenerationStats
 from swirl.data import load_examples
 from swirl.decompose import decompose
 from swirl.env import EnvConfig, run_episodes
-from swirl.schema import Trajectory
-from swirl.tools.calculator import Calculator
 from swirl.tools.factory import tools_for_examples
 
 QUICK = os.environ.get("SWIRL_BENCH_QUICK") == "1"
@@ -60,7 +70,10 @@ STAGE1_SAMPLES = 2
 MAX_NEW_TOKENS = 96
 ONLINE_STATES, ONLINE_G, ONLINE_STEPS = 4, 4, 3
 STOP_STRINGS = ["</search_query>", "</math_exp>", "</answer>"]
-LLAMA_CPP = "llama.cpp server (GGUF)"
+OLD_COMMIT = "ae5d7de"
+OLD_MODULES = ("hf", "decode", "kv_cache", "packed_linear", "prompt_tree")
+# Row counts the products are timed at; others interpolate (beyond the last: its cost per row).
+GEMM_ROWS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024)
 
 
 @pytest.fixture(scope="module")
@@ -71,90 +84,152 @@ def embedded():
     return model.eval(), tokenizer
 
 
-# -- recording and replaying generate calls ----------------------------------------------------
+# -- the old engine, from git ------------------------------------------------------------------
+
+
+def old_engine():
+    """``swirl.backends.hf`` as of :data:`OLD_COMMIT` with the engine modules it imports, as a
+    temporary package (its imports of those modules renamed to it)."""
+    root = Path(tempfile.mkdtemp(prefix="swirl-old-engine-"))
+    package = root / "swirl_old_engine"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    repo = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"swirl\.backends\.(" + "|".join(OLD_MODULES) + r")\b")
+    for name in OLD_MODULES:
+        source = subprocess.run(
+            ["git", "show", f"{OLD_COMMIT}:swirl/backends/{name}.py"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (package / f"{name}.py").write_text(pattern.sub(r"swirl_old_engine.\1", source))
+    sys.path.insert(0, str(root))
+    return importlib.import_module("swirl_old_engine.hf")
+
+
+# -- the roofline ------------------------------------------------------------------------------
+
+
+class Gemm:
+    """Seconds (wall and CPU) of every matrix product of one forward at M rows: the engine's own
+    packed linears of every layer and the LM head, fastest of a few repeats."""
+
+    def __init__(self, backend: HFBackend) -> None:
+        self.net = backend._engine.net  # type: ignore[attr-defined]
+        self.net.refresh()
+        self.wall: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
+
+    @torch.inference_mode()
+    def measure(self) -> None:
+        for rows in GEMM_ROWS:
+            inputs = self._inputs(rows)
+            self._forward(inputs)
+            for _ in range(3 if rows <= 128 else 1):
+                wall, cpu = time.perf_counter(), time.process_time()
+                self._forward(inputs)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                self.wall[rows] = min(self.wall.get(rows, wall), wall)
+                self.cpu[rows] = min(self.cpu.get(rows, cpu), cpu)
+
+    def _inputs(self, rows: int) -> dict[str, torch.Tensor]:
+        layer = self.net._layers[0]
+        sizes = {"x": layer.qkv.in_features, "o": layer.o.in_features}
+        sizes["down"] = layer.down.in_features
+        return {name: torch.randn(rows, size) for name, size in sizes.items()}
+
+    def _forward(self, inputs: dict[str, torch.Tensor]) -> None:
+        for layer in self.net._layers:
+            layer.qkv(inputs["x"])
+            layer.o(inputs["o"])
+            layer.gate_up(inputs["x"])
+            layer.down(inputs["down"])
+        self.net._head(inputs["x"])
+
+    def seconds(self, rows: int, table: dict[int, float]) -> float:
+        grid = sorted(table)
+        if rows >= grid[-1]:
+            return table[grid[-1]] * rows / grid[-1]
+        above = next(r for r in grid if r >= rows)
+        below = max((r for r in grid if r <= rows), default=above)
+        if above == below:
+            return table[above]
+        share = (rows - below) / (above - below)
+        return table[below] + share * (table[above] - table[below])
+
+    def roofline(self, stats: GenerationStats, table: dict[int, float]) -> float:
+        """Seconds of the products of every decode step and prefill pass in ``stats``."""
+        steps = sum(self.seconds(rows, table) for rows in stats.decode_rows)
+        return steps + sum(self.seconds(tokens, table) for tokens in stats.prefill_passes)
+
+
+# -- backends and rates ------------------------------------------------------------------------
 
 
 @dataclass
 class Rate:
-    """Generated tokens, seconds spent generating, and decode steps (the longest row per call)."""
+    """Generated tokens, seconds spent generating (wall and CPU), decode steps."""
 
     tokens: int = 0
-    seconds: float = 0.0
+    wall: float = 0.0
+    cpu: float = 0.0
     steps: int = 0
 
-    def add(self, lengths: Sequence[int], seconds: float) -> None:
-        self.tokens += sum(lengths)
-        self.seconds += seconds
-        self.steps += max(lengths, default=0)
-
-    @property
-    def per_second(self) -> float:
-        return self.tokens / max(self.seconds, 1e-9)
+    def per_second(self, cpu: bool = False) -> float:
+        return self.tokens / max(self.cpu if cpu else self.wall, 1e-9)
 
     @property
     def mean_rows(self) -> float:
-        """Rows per decode step, averaged over steps (a batch shrinks as its rows stop)."""
         return self.tokens / max(self.steps, 1)
 
 
 @dataclass
-class Call:
-    prompts: list[list[int]]
-    params: list[SamplingParams]
+class Counted:
+    """A backend whose ``generate`` calls are counted (tokens, decode steps: the longest row)
+    and recorded, so that other engines can replay them."""
 
-
-@dataclass
-class Recorder:
-    """A backend that records every ``generate`` call of the backend it wraps."""
-
-    backend: HFBackend
-    calls: list[Call] = field(default_factory=list)
+    backend: object
+    rate: Rate = field(default_factory=Rate)
+    calls: list[tuple[list[list[int]], list[SamplingParams]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.name = self.backend.name
         self.tokenizer = self.backend.tokenizer
         self.context_length = self.backend.context_length
 
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        params: SamplingParams | Sequence[SamplingParams],
-    ) -> list[Completion]:
+    def generate(self, prompts, params) -> list[Completion]:
         rows = params_per_prompt(params, len(prompts))
-        self.calls.append(Call([list(p) for p in prompts], rows))
-        return self.backend.generate(prompts, rows)
+        self.calls.append(([list(p) for p in prompts], rows))
+        out = self.backend.generate(prompts, rows)
+        lengths = [len(c.token_ids) for c in out]
+        self.rate.tokens += sum(lengths)
+        self.rate.steps += max(lengths, default=0)
+        return out
 
-    def chat(self, conversations: Sequence[Sequence[Message]], params: SamplingParams) -> list[str]:
+    def chat(self, conversations: Sequence[Sequence[Message]], params: SamplingParams):
         return self.backend.chat(conversations, params)
 
 
-Run = Callable[[Call], tuple[list[int], float]]  # one call -> (tokens per row, seconds)
+class TransformersGenerate:
+    """``model.generate`` per call: left padding, the call's first params for all rows (a
+    round shares temperature, top_p and budget), the closing action tags as stop strings."""
 
-
-def backend_runner(backend: HFBackend, before: Callable[[], None] | None = None) -> Run:
-    def run(call: Call) -> tuple[list[int], float]:
-        if before is not None:
-            before()
-        started = time.perf_counter()
-        out = backend.generate(call.prompts, call.params)
-        return [len(c.token_ids) for c in out], time.perf_counter() - started
-
-    return run
-
-
-def transformers_runner(model, tokenizer) -> Run:
-    """Each call as one ``model.generate``: left padding, sampling as the call's params."""
-    eos = tokenizer.eos_token_id
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.name, self.context_length = "transformers", model.config.max_position_embeddings
 
     @torch.inference_mode()
-    def run(call: Call) -> tuple[list[int], float]:
-        width = max(len(p) for p in call.prompts)
-        ids = torch.full((len(call.prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    def generate(self, prompts, params) -> list[Completion]:
+        params = params_per_prompt(params, len(prompts))
+        tokenizer, first = self.tokenizer, params[0]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for row, prompt in enumerate(call.prompts):
+        for row, prompt in enumerate(prompts):
             ids[row, width - len(prompt) :] = torch.tensor(prompt)
             mask[row, width - len(prompt) :] = 1
-        first = call.params[0]  # a recorded call shares temperature, top_p and budget
         sampling = (
             {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p}
             if first.temperature > 0
@@ -162,29 +237,31 @@ def transformers_runner(model, tokenizer) -> Run:
         )
         if first.seed is not None:
             torch.manual_seed(first.seed)
-        started = time.perf_counter()
-        out = model.generate(
+        out = self.model.generate(
             ids,
             attention_mask=mask,
-            max_new_tokens=max(p.max_new_tokens for p in call.params),
+            max_new_tokens=max(p.max_new_tokens for p in params),
             top_k=0,
             stop_strings=STOP_STRINGS if first.stop_at_action else None,
             tokenizer=tokenizer,
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
         )
-        seconds = time.perf_counter() - started
-        # A finished row is padded with the EOS id.
-        rows = out[:, width:].tolist()
-        return [row.index(eos) + 1 if eos in row else len(row) for row in rows], seconds
+        completions = []
+        for row in out[:, width:].tolist():  # a finished row is padded with the EOS id
+            eos = tokenizer.eos_token_id
+            ids_ = row[: row.index(eos) + 1] if eos in row else row
+            text = tokenizer.decode(ids_, skip_special_tokens=False)
+            completions.append(Completion(token_ids=ids_, text=text, finish_reason="action"))
+        return completions
 
-    return run
+    def chat(self, conversations, params):
+        raise NotImplementedError
 
 
-def llama_cpp_runner(tokenizer, batch: int) -> Run | None:
-    """Each call through llama.cpp's server (in this process, on its own threads) with
-    ``batch`` slots decoding together, over HTTP as swirl's OpenAI backend sends it; None when
-    the xllamacpp wheel is not installed."""
+def llama_cpp(tokenizer, batch: int):
+    """swirl's OpenAI backend on llama.cpp's server (in this process, on its own threads) with
+    ``batch`` slots; None when the xllamacpp wheel is not installed."""
     try:
         import xllamacpp
     except ImportError:
@@ -201,83 +278,93 @@ def llama_cpp_runner(tokenizer, batch: int) -> Run | None:
     backend = OpenAIBackend(
         f"{server.listening_address}/v1", tokenizer, context_length=4096, max_concurrency=batch
     )
-    run = backend_runner(backend)  # type: ignore[arg-type]
-    run.server = server  # type: ignore[attr-defined]  # lives as long as the runner
-    return run
+    backend.server = server  # type: ignore[attr-defined]  # lives as long as the backend
+    return backend
 
 
-def ceiling_runner(model, batch: int, forwards: int = 3) -> Run:
-    """Bare fp32 forwards of ``batch`` single tokens (no KV cache, no attention over a context),
-    each one decode step of a perfect engine on transformers' own layers."""
-    ids = torch.randint(0, model.config.vocab_size, (batch, 1))
-
-    @torch.inference_mode()
-    def run(call: Call) -> tuple[list[int], float]:
-        started = time.perf_counter()
-        for _ in range(forwards):
-            model(input_ids=ids, use_cache=False)
-        return [forwards] * batch, time.perf_counter() - started
-
-    return run
+def timed(run: Callable[[], int]) -> tuple[int, float, float]:
+    """(tokens, wall seconds, CPU seconds of this process) of ``run()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    tokens = run()
+    return tokens, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def compare(
-    name: str,
-    model,
-    tokenizer,
-    calls: Sequence[Call],
-    batch: int,
-    *,
-    before_fast: Callable[[], None] | None = None,
-) -> dict[str, Rate]:
-    """Replay ``calls`` on every engine, interleaved call by call so that a load change on the
-    machine hits all of them alike, and print the table."""
-    runs: dict[str, Run | None] = {
-        "new (fast engine)": backend_runner(
-            HFBackend(model, tokenizer, engine="fast", max_batch_size=batch), before_fast
-        ),
-        "reference engine": backend_runner(
-            HFBackend(model, tokenizer, engine="reference", max_batch_size=batch)
-        ),
-        "transformers generate": transformers_runner(model, tokenizer),
-        LLAMA_CPP: llama_cpp_runner(tokenizer, batch),
-        "ceiling": ceiling_runner(model, batch),
-    }
-    ceiling_runner(model, batch)(calls[0])  # warm-up
-    rates = {label: Rate() for label, run in runs.items() if run is not None}
-    for call in calls:
-        for label, run in runs.items():
-            if run is not None:
-                rates[label].add(*run(call))
-    top, new = rates.pop("ceiling").per_second, rates["new (fast engine)"].per_second
+def report(name: str, rates: dict[str, Rate], gemm: Gemm, stats: GenerationStats) -> None:
+    """Print the workload's table: engines, ratios, the new engine's roofline and ceilings."""
+    new = rates["new"]
+    print(f"\n[{name}] {torch.get_num_threads()} threads")
     print(
-        f"\n[{name}] {len(calls)} generate calls, {sum(len(c.prompts) for c in calls)} rows, "
-        f"batch {batch}, {torch.get_num_threads()} threads"
-        + (", fresh weights before each fast call" if before_fast else "")
+        f"  {'engine':24s} {'tok/s':>7s} {'tok/cpu-s':>9s} {'new/this':>8s} {'(cpu)':>6s} "
+        f"{'rows/step':>9s}"
     )
-    print(f"  {'engine':28s} {'tok/s':>8s} {'new/this':>9s} {'of ceiling':>10s} {'rows/step':>9s}")
     for label, rate in rates.items():
         print(
-            f"  {label:28s} {rate.per_second:8.1f} {new / rate.per_second:8.2f}x "
-            f"{rate.per_second / top:9.0%} {rate.mean_rows:9.1f}"
+            f"  {label:24s} {rate.per_second():7.1f} {rate.per_second(cpu=True):9.1f} "
+            f"{new.per_second() / rate.per_second():7.2f}x "
+            f"{new.per_second(True) / rate.per_second(True):5.2f}x {rate.mean_rows:9.1f}"
         )
-    if LLAMA_CPP not in rates:
-        print(f"  {LLAMA_CPP:28s} (xllamacpp not installed)")
-    print(f"  {'ceiling (bare forward, B=' + str(batch) + ')':28s} {top:8.1f}")
-    return rates
-
-
-def rollout(backend: Recorder, examples, tools, params: SamplingParams, samples: int) -> list:
-    return list(
-        run_episodes(
-            examples,
-            backend,
-            tools=tools,
-            params=params,
-            config=EnvConfig(),
-            samples_per_question=samples,
-        )
+    wall, cpu = gemm.roofline(stats, gemm.wall), gemm.roofline(stats, gemm.cpu)
+    print(
+        f"  new: {len(stats.decode_rows)} decode steps at {stats.mean_rows:.1f} live rows, "
+        f"{len(stats.prefill_passes)} prefill passes of {stats.prefill_tokens} tokens"
     )
+    print(
+        f"  per-call roofline (products only): {wall:.1f} s wall, {cpu:.1f} s CPU; "
+        f"new reaches {wall / new.wall:.0%} (wall), {cpu / new.cpu:.0%} (CPU)"
+    )
+    for rows in (32, 64):
+        print(
+            f"  ceiling of full batches of {rows}: {rows / gemm.wall[rows]:.1f} tok/s, "
+            f"{rows / gemm.cpu[rows]:.1f} tok/cpu-s"
+        )
+    costs = ", ".join(f"{rows}: {1e3 * gemm.cpu[rows] / rows:.1f}" for rows in GEMM_ROWS)
+    print(f"  products' CPU ms per row at M rows (the default batch's rule): {costs}")
+
+
+def rollout_tokens(backend, examples, tools, params, samples: int, live: int) -> int:
+    config = EnvConfig(max_live_episodes=live)
+    trajectories = run_episodes(
+        examples,
+        backend,
+        tools=tools,
+        params=params,
+        config=config,
+        samples_per_question=samples,
+    )
+    return sum(len(s.token_ids) for t in trajectories for s in t.steps)
+
+
+def compare_rollouts(name, model, tokenizer, examples, tools, params, samples) -> dict:
+    """Each engine rolls the workload out; returns the new engine's trajectories' states."""
+    new = HFBackend(model, tokenizer)
+    live = new.max_batch_size
+    old = Counted(old_engine().HFBackend(model, tokenizer, max_batch_size=32))
+    gemm = Gemm(new)
+    gemm.measure()
+    server = llama_cpp(tokenizer, 32)
+    engines = {
+        "new": new,
+        "old (ae5d7de)": old,
+        "reference engine": Counted(HFBackend(model, tokenizer, engine="reference")),
+        "transformers generate": Counted(TransformersGenerate(model, tokenizer)),
+        "llama.cpp server (GGUF)": None if server is None else Counted(server),
+    }
+    rates: dict[str, Rate] = {}
+    for label, backend in engines.items():
+        if backend is None:
+            continue
+        # The old engine ran 32 episodes at a time (EnvConfig's default then).
+        width = 32 if label != "new" else live
+        tokens, wall, cpu = timed(
+            lambda b=backend, w=width: rollout_tokens(b, examples, tools, params, samples, w)
+        )
+        steps = len(new.stats.decode_rows) if label == "new" else backend.rate.steps
+        rates[label] = Rate(tokens, wall, cpu, steps)
+    gemm.measure()  # again after: the fastest of both stands
+    report(name, rates, gemm, new.stats)
+    if "llama.cpp server (GGUF)" not in rates:
+        print("  llama.cpp server (GGUF): xllamacpp not installed")
+    return rates
 
 
 # -- the three workloads -----------------------------------------------------------------------
@@ -288,106 +375,101 @@ def test_eval_workload(benchmark, embedded) -> None:
     examples = load_examples("demo-qa", split="test", limit=EVAL_QUESTIONS, seed=0)
     tools = tools_for_examples(examples, "demo-qa", split="test")
     params = SamplingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, seed=0)
-    batch = EnvConfig().max_live_episodes
-    recorder = Recorder(HFBackend(model, tokenizer, max_batch_size=batch))
-    trajectories = rollout(recorder, examples, tools, params, 1)
-    assert len(trajectories) == len(examples)
     benchmark.pedantic(
-        compare, args=("eval", model, tokenizer, recorder.calls, batch), rounds=1, iterations=1
-    )
-
-
-@pytest.fixture(scope="module")
-def stage1(embedded) -> tuple[list[Call], list[Trajectory]]:
-    """The Stage-1 rollout's generate calls and trajectories (shared with the online workload)."""
-    model, tokenizer = embedded
-    examples = load_examples("demo-qa", split="train", limit=STAGE1_QUESTIONS, seed=0)
-    tools = tools_for_examples(examples, "demo-qa", split="train")
-    params = SamplingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.5, seed=0)
-    recorder = Recorder(HFBackend(model, tokenizer, max_batch_size=EnvConfig().max_live_episodes))
-    return recorder.calls, rollout(recorder, examples, tools, params, STAGE1_SAMPLES)
-
-
-def test_stage1_workload(benchmark, embedded, stage1) -> None:
-    model, tokenizer = embedded
-    calls, trajectories = stage1
-    assert len(trajectories) == STAGE1_QUESTIONS * STAGE1_SAMPLES
-    batch = EnvConfig().max_live_episodes
-    benchmark.pedantic(
-        compare, args=("stage1", model, tokenizer, calls, batch), rounds=1, iterations=1
-    )
-
-
-def test_online_workload(benchmark, embedded, stage1) -> None:
-    """One call per training step; before each, the fast engine's weights get a new version as
-    after an optimizer step (values unchanged), so it repacks them and recomputes the prefix."""
-    model, tokenizer = embedded
-    _, trajectories = stage1
-    states = [s for t in trajectories for s in decompose(t)]
-    picked = random.Random(0).sample(states, ONLINE_STATES)
-    print(f"\n[online] state lengths {sorted(len(s.state_token_ids) for s in picked)}")
-    calls = []
-    for step in range(ONLINE_STEPS):
-        call = Call([], [])
-        for state in picked:
-            for sample in range(ONLINE_G):
-                key = (0, step, state.trajectory_id, state.step_index, sample)
-                call.prompts.append(state.state_token_ids)
-                call.params.append(
-                    SamplingParams(
-                        max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, seed=derive_seed(*key)
-                    )
-                )
-        calls.append(call)
-
-    def new_weights() -> None:
-        with torch.no_grad():
-            model.lm_head.weight.add_(0.0)
-
-    benchmark.pedantic(
-        compare,
-        args=("online", model, tokenizer, calls, ONLINE_STATES * ONLINE_G),
-        kwargs={"before_fast": new_weights},
+        compare_rollouts,
+        args=("eval", model, tokenizer, examples, tools, params, 1),
         rounds=1,
         iterations=1,
     )
 
 
-# -- batching in the environment loop ----------------------------------------------------------
-
-BATCHING_EXAMPLES = load_examples("demo-math", limit=4)
-BATCHING_PARAMS = SamplingParams(max_new_tokens=48, temperature=1.0, seed=0)
-batching_results: dict[str, tuple[float, float]] = {}
-
-
-def batching_rollout(model, tokenizer, live: int) -> tuple[int, int]:
-    backend = HFBackend(model, tokenizer, max_batch_size=live)
-    config = EnvConfig(max_steps=2, max_live_episodes=live)
-    trajectories = list(
-        run_episodes(
-            BATCHING_EXAMPLES,
-            backend,
-            tools=[Calculator()],
-            params=BATCHING_PARAMS,
-            config=config,
-            samples_per_question=2,
-        )
-    )
-    return len(trajectories), sum(len(s.token_ids) for t in trajectories for s in t.steps)
-
-
-@pytest.mark.parametrize("name,live", [("one_at_a_time", 1), ("batched", 8)], ids=str)
-def test_rollout_batching(benchmark, embedded, name: str, live: int) -> None:
-    """The same 8 seeded episodes (4 demo-math questions x 2 samples, 2 steps of up to 48 tokens)
-    with every live episode in one ``generate`` call per round, and one episode at a time."""
+def test_stage1_workload(benchmark, embedded) -> None:
     model, tokenizer = embedded
-    started = time.perf_counter()
-    count, tokens = benchmark.pedantic(
-        batching_rollout, args=(model, tokenizer, live), rounds=1, iterations=1
+    examples = load_examples("demo-qa", split="train", limit=STAGE1_QUESTIONS, seed=0)
+    tools = tools_for_examples(examples, "demo-qa", split="train")
+    params = SamplingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.5, seed=0)
+    benchmark.pedantic(
+        compare_rollouts,
+        args=("stage1", model, tokenizer, examples, tools, params, STAGE1_SAMPLES),
+        rounds=1,
+        iterations=1,
     )
-    seconds = time.perf_counter() - started
-    batching_results[name] = (count / seconds, tokens / seconds)
-    print(f"\n{name}: {count / seconds:.3f} trajectories/s, {tokens / seconds:.1f} tokens/s")
-    if len(batching_results) == 2:
-        one, batched = batching_results["one_at_a_time"], batching_results["batched"]
-        print(f"batched / one at a time: {batched[1] / one[1]:.2f}x tokens/s")
+
+
+def online_calls(model, tokenizer) -> list[tuple[list[list[int]], list[SamplingParams]]]:
+    """The online workload's calls: G samples at each of a few states of Stage-1 trajectories
+    (a quick greedy rollout of 8 training questions makes them)."""
+    examples = load_examples("demo-qa", split="train", limit=8, seed=0)
+    tools = tools_for_examples(examples, "demo-qa", split="train")
+    params = SamplingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.5, seed=0)
+    backend = HFBackend(model, tokenizer)
+    trajectories = list(
+        run_episodes(examples, backend, tools=tools, params=params, samples_per_question=2)
+    )
+    states = [s for t in trajectories for s in decompose(t)]
+    picked = random.Random(0).sample(states, ONLINE_STATES)
+    print(f"\n[online] state lengths {sorted(len(s.state_token_ids) for s in picked)}")
+    calls = []
+    for step in range(ONLINE_STEPS):
+        prompts, rows = [], []
+        for state in picked:
+            for sample in range(ONLINE_G):
+                key = (0, step, state.trajectory_id, state.step_index, sample)
+                prompts.append(list(state.state_token_ids))
+                rows.append(
+                    SamplingParams(
+                        max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, seed=derive_seed(*key)
+                    )
+                )
+        calls.append((prompts, rows))
+    return calls
+
+
+def test_online_workload(benchmark, embedded) -> None:
+    """One call per training step; before each, the weights get a new version as after an
+    optimizer step (values unchanged), so the engines repack them and recompute the prefix."""
+    model, tokenizer = embedded
+    calls = online_calls(model, tokenizer)
+    rows = ONLINE_STATES * ONLINE_G
+
+    def new_weights() -> None:
+        with torch.no_grad():
+            model.lm_head.weight.add_(0.0)
+
+    def replay() -> dict[str, Rate]:
+        new = HFBackend(model, tokenizer, max_batch_size=rows)
+        gemm = Gemm(new)
+        gemm.measure()
+        engines = {
+            "new": new,
+            "old (ae5d7de)": old_engine().HFBackend(model, tokenizer, max_batch_size=rows),
+            "reference engine": HFBackend(model, tokenizer, engine="reference"),
+            "transformers generate": TransformersGenerate(model, tokenizer),
+            "llama.cpp server (GGUF)": llama_cpp(tokenizer, rows),
+        }
+        rates = {label: Rate() for label, backend in engines.items() if backend is not None}
+        for prompts, params in calls:  # call by call, so a load change hits every engine
+            for label, backend in engines.items():
+                if backend is None:
+                    continue
+                new_weights()
+                out: list[Completion] = []
+
+                def run(b=backend, o=out, p=prompts, s=params) -> int:
+                    o.extend(b.generate(p, s))
+                    return sum(len(c.token_ids) for c in o)
+
+                tokens, wall, cpu = timed(run)
+                rate = rates[label]
+                rate.tokens, rate.wall, rate.cpu = (
+                    rate.tokens + tokens,
+                    rate.wall + wall,
+                    rate.cpu + cpu,
+                )
+                rate.steps += max(len(c.token_ids) for c in out)
+        rates["new"].steps = len(new.stats.decode_rows)
+        gemm.measure()
+        report("online", rates, gemm, new.stats)
+        return rates
+
+    benchmark.pedantic(replay, rounds=1, iterations=1)

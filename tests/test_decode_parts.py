@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swirl.backends.attention import decode_attention, prefill_attention
+from swirl.backends.attention import (
+    _flash_usable,
+    decode_attention,
+    decode_attention_reference,
+    prefill_attention,
+)
 from swirl.backends.kv_cache import SlotKV
 from swirl.backends.packed_linear import PackedLinear, onednn_packing
 
@@ -88,11 +93,25 @@ def _decode_expected(query, prefix_keys, prefix_values, keys, values, visible, p
     return out.reshape(rows, -1)
 
 
+ATTENTIONS = [decode_attention, decode_attention_reference]
+
+
+def test_the_fused_decode_attention_is_used_here() -> None:
+    """torch's CPU flash-attention op is present in the pinned torch: the fast path runs (the
+    tests below then compare both paths with float64 SDPA)."""
+    assert _flash_usable()
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS, ids=["flash", "reference"])
 @pytest.mark.parametrize("heads,kv", [(6, 6), (6, 2), (6, 1)], ids=["mha", "gqa", "mqa"])
 @pytest.mark.parametrize("scale", [1.0, 30.0], ids=["plain", "large-scores"])
-def test_decode_attention_equals_attention_over_concatenated_keys(heads, kv, scale) -> None:
+def test_decode_attention_equals_attention_over_concatenated_keys(
+    attention, heads, kv, scale
+) -> None:
+    """Rows of different lengths, one seeing a single column, one seeing no prefix at all."""
     g = torch.Generator().manual_seed(heads * 10 + kv)
     case = _decode_case(g, heads, kv, torch.float32, scale)
+    decode_attention = attention
     out = decode_attention(*case, scale=0.3)
     torch.testing.assert_close(out.double(), _decode_expected(*case), rtol=1e-4, atol=1e-4 * scale)
     # Every row seeing the whole prefix: the same as passing no prefix mask.
@@ -110,13 +129,14 @@ def test_decode_attention_equals_attention_over_concatenated_keys(heads, kv, sca
     torch.testing.assert_close(alone.double(), expected, rtol=1e-4, atol=1e-4 * scale)
 
 
-def test_decode_attention_scores_bfloat16_inputs_in_float32() -> None:
+@pytest.mark.parametrize("attention", ATTENTIONS, ids=["flash", "reference"])
+def test_decode_attention_scores_bfloat16_inputs_in_float32(attention) -> None:
     """A bfloat16 query against float32-held keys: computed in float32, so the error against a
     float64 computation on the same (bf16-rounded) inputs is float32 rounding, not bfloat16's."""
     g = torch.Generator().manual_seed(3)
     query, pk, pv, keys, values, visible, prefix_visible = _decode_case(g, 6, 2, torch.bfloat16, 4)
     case = (query, pk.float(), pv.float(), keys.float(), values.float(), visible, prefix_visible)
-    out = decode_attention(*case, scale=0.3)
+    out = attention(*case, scale=0.3)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.double(), _decode_expected(*case), rtol=1e-5, atol=1e-5)
 

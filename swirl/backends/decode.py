@@ -5,11 +5,12 @@ runs is the exact transformers class this file mirrors (Llama, Mistral, Qwen2: t
 attention, MLP, norms, rotary embedding, causal-LM head), and only where its attention and rotary
 positions do not change with the sequence length within the context (sliding windows, dynamic and
 longrope rotary scaling are refused when the context can reach them). Inside a layer the model's
-own modules run wherever that costs nothing: the embedding, both norms, the final norm, the MLP's
-activation, the rotary embedding and ``apply_rotary_pos_emb``, the attention's ``scaling``. Only
-the products are replaced: q/k/v and gate/up fused into one packed matrix each (with every bias
-the modules have), and attention over the engine's caches, computed in float32
-(:mod:`swirl.backends.attention`).
+own modules run wherever that costs nothing: the embedding, the MLP's activation, the rotary
+embedding and ``apply_rotary_pos_emb``, the attention's ``scaling``. The RMS norms (five small
+ops each in transformers, 3% of a decode step) are one fused ``F.rms_norm`` with the module's own
+weight and epsilon, in float32 as the module computes. The products are replaced: q/k/v and
+gate/up fused into one packed matrix each (with every bias the modules have), and attention over
+the engine's caches, computed in float32 (:mod:`swirl.backends.attention`).
 
 The weights are read again only when a parameter changed (the live policy in training), into the
 buffers the packed layers already hold (:class:`swirl.backends.packed_linear.PackedLinear`).
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 from swirl.backends.packed_linear import PackedLinear
 
@@ -114,6 +116,19 @@ def unsupported_reason(model: PreTrainedModel, context_length: int | None = None
     return None
 
 
+class _RMSNorm:
+    """The model's RMSNorm module (Llama/Mistral/Qwen2: ``weight * (x / rms(x)).to(dtype)`` with
+    the rms in float32) as one fused op."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.eps = float(module.variance_epsilon)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        return self.module.weight.detach() * normed
+
+
 class _Layer:
     """One decoder layer: fused and packed q/k/v and gate/up, the model's own norms, activation
     and attention scaling."""
@@ -122,8 +137,8 @@ class _Layer:
         self.module = layer
         attn, mlp = layer.self_attn, layer.mlp
         self.scale = float(attn.scaling)
-        self.input_norm = layer.input_layernorm
-        self.post_norm = layer.post_attention_layernorm
+        self.input_norm = _RMSNorm(layer.input_layernorm)
+        self.post_norm = _RMSNorm(layer.post_attention_layernorm)
         self.act = mlp.act_fn
         self.qkv = PackedLinear(self._qkv_parts(), rows_hint=rows_hint)
         self.o = PackedLinear(self._o_parts(), rows_hint=rows_hint)
@@ -182,6 +197,7 @@ class FastDecoder:
         self._signature: tuple[tuple[int, int], ...] | None = None
         self._layers: list[_Layer] = []
         self._head: PackedLinear | None = None
+        self._final_norm = _RMSNorm(self.decoder.norm)
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def refresh(self) -> bool:
@@ -246,7 +262,7 @@ class FastDecoder:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits [N, V] (float32) from hidden states [N, hidden]."""
         assert self._head is not None
-        return self._head(self.decoder.norm(hidden)).float()
+        return self._head(self._final_norm(hidden)).float()
 
     def layer_scale(self, layer: int) -> float:
         return self._layers[layer].scale

@@ -67,8 +67,8 @@ class FastEngine:
 
     ``max_rows`` rows decode together; their caches stay within ``max_cache_bytes`` (fewer rows
     when they are long); one prefill pass computes at most ``max_prefill_tokens`` new tokens (more
-    only when a single prompt needs them). ``prefilled_tokens`` counts the tokens prefill passes
-    computed.
+    only when a single prompt needs them). ``prefill_passes`` lists the tokens of each prefill
+    pass.
     """
 
     continuous = True
@@ -100,7 +100,7 @@ class FastEngine:
                 f"tokens ({self.slots.bytes_per_token} bytes per token)"
             )
         self.prefix = self._empty_prefix()
-        self.prefilled_tokens = 0
+        self.prefill_passes: list[int] = []
 
     def _empty_prefix(self) -> PrefixKV:
         net = self.net
@@ -278,7 +278,7 @@ class FastEngine:
                 group_paths.append((row_starts[row] + leaf, row_starts[row] + path))
             paths.append(group_paths)
         total = flat
-        self.prefilled_tokens += total
+        self.prefill_passes.append(total)
         keys = torch.empty((net.num_layers, net.kv_heads, total, net.head_dim))
         values = torch.empty_like(keys)
         prefix = self.prefix

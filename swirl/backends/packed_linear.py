@@ -75,15 +75,23 @@ class PackedLinear:
     def load(self, parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
         """Read the weights again (after an optimizer step), into the buffers already held.
 
-        A single unpacked part is used as it is (a view of the parameter, no copy). Otherwise
-        the parts are stacked into one buffer allocated at the first load and overwritten in
-        place after; the packed copy is a new oneDNN tensor each time (torch exposes no
-        in-place reorder)."""
-        if len(parts) == 1 and not self.packed:
+        A single part is read as it is (unpacked: a view of the parameter, no copy). Several
+        are stacked into one weight (and bias) buffer allocated at the first load and written in
+        place after. The packed copy is a new oneDNN tensor each time: torch exposes no in-place
+        reorder."""
+        if len(parts) == 1:
             weight, bias = parts[0]
-            self.weight = weight.detach()
+            source = weight.detach()
             self.bias = None if bias is None else bias.detach()
-            return
+        else:
+            source = self._stack(parts)
+        self.weight = (
+            torch.ops.mkldnn._reorder_linear_weight(source, self.rows_hint)
+            if self.packed
+            else source
+        )
+
+    def _stack(self, parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
         if self._stacked is None:
             first = parts[0][0]
             self._stacked = first.new_empty((self.out_features, self.in_features))
@@ -96,11 +104,7 @@ class PackedLinear:
             if self.bias is not None:
                 self.bias[rows] = 0 if bias is None else bias.detach()
             row += weight.shape[0]
-        self.weight = (
-            torch.ops.mkldnn._reorder_linear_weight(self._stacked, self.rows_hint)
-            if self.packed
-            else self._stacked
-        )
+        return self._stacked
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [..., K] -> [..., N] in ``x``'s dtype."""

@@ -35,7 +35,7 @@ class ReferenceEngine:
         self.pad_id = pad_id
         self.max_rows = max_rows
         self.max_prefill_tokens = max_prefill_tokens
-        self.prefilled_tokens = 0
+        self.prefill_passes: list[int] = []
         # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
@@ -86,6 +86,7 @@ class ReferenceEngine:
         # Keep one token per row after the prefix: its logits start the completion.
         shared = min(shared, min(len(p) for p in prompts) - 1)
         if shared > 0:
+            self.prefill_passes.append(shared)
             prefix = torch.tensor([prompts[0][:shared]], device=device)
             model(
                 input_ids=prefix,
@@ -97,7 +98,7 @@ class ReferenceEngine:
             cache.batch_repeat_interleave(batch)
         rests = [p[shared:] for p in prompts]
         width = max(len(r) for r in rests)
-        self.prefilled_tokens += shared + batch * width
+        self.prefill_passes.append(batch * width)
         input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((batch, shared + width), dtype=torch.long)
         attention[:, :shared] = 1

@@ -33,51 +33,57 @@ def sample(
     under the distribution it was drawn from, ``softmax(logits / T)`` renormalised to the top-p
     nucleus when ``top_p < 1``; ``softmax(logits)`` for a greedy row.
     """
-    tokens = logits.argmax(dim=-1)
-    logprobs = torch.empty(len(tokens))
+    tokens = torch.empty(len(logits), dtype=torch.long)
+    logprobs = torch.empty(len(logits))
     sampling = temperatures > 0
     greedy = (~sampling).nonzero().flatten()
     if len(greedy):
-        logprobs[greedy] = _picked(logits[greedy].log_softmax(dim=-1), tokens[greedy])
-    if not len(greedy) < len(tokens):
-        return tokens, logprobs
+        rows = logits[greedy]
+        tokens[greedy] = picks = rows.argmax(dim=-1)
+        logprobs[greedy] = _picked(rows, picks) - rows.logsumexp(dim=-1)
     rows = sampling.nonzero().flatten()
-    scaled = (logits[rows] / temperatures[rows, None]).log_softmax(dim=-1)
-    probs = scaled.exp()
+    if not len(rows):
+        return tokens, logprobs
+    scaled = logits[rows] / temperatures[rows, None]
+    shifted = scaled - scaled.amax(dim=-1, keepdim=True)
+    weights = shifted.exp()  # unnormalised probabilities
     uniforms = torch.cat([torch.rand(1, generator=generators[int(r)]) for r in rows])
     # Per row, not per batch: a row's token must not depend on its neighbours' top_p.
     full = top_ps[rows] >= 1
     picks = torch.empty(len(rows), dtype=torch.long)
-    kept_mass = torch.ones(len(rows))
+    total = torch.empty(len(rows))  # the mass the draw was made from
     if bool(full.any()):
-        picks[full] = _invert_cdf(probs[full], uniforms[full])
+        cumulative = weights[full].cumsum(dim=-1)
+        total[full] = cumulative[:, -1]
+        picks[full] = _invert_cdf(cumulative, uniforms[full])
     if not bool(full.all()):
         nucleus = ~full
-        picks[nucleus], kept_mass[nucleus] = _invert_nucleus_cdf(
-            probs[nucleus], uniforms[nucleus], top_ps[rows[nucleus]]
+        picks[nucleus], total[nucleus] = _invert_nucleus_cdf(
+            weights[nucleus], uniforms[nucleus], top_ps[rows[nucleus]]
         )
     tokens[rows] = picks
-    logprobs[rows] = _picked(scaled, picks) - kept_mass.log()
+    logprobs[rows] = _picked(shifted, picks) - total.log()
     return tokens, logprobs
 
 
-def _picked(logprobs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """``logprobs[b, tokens[b]]`` for each row b: [B]."""
-    return logprobs.gather(1, tokens[:, None]).flatten()
+def _picked(values: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``values[b, tokens[b]]`` for each row b: [B]."""
+    return values.gather(1, tokens[:, None]).flatten()
 
 
-def _invert_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Token ids [B] drawn by inverting each row's CDF in vocabulary order (no sort needed)."""
-    cumulative = probs.cumsum(dim=-1)
+def _invert_cdf(cumulative: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Token ids [B] drawn by inverting each row's CDF (``cumulative`` [B, V], the running sum
+    of unnormalised probabilities in vocabulary order: no sort needed)."""
     picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None])
-    return picks.flatten().clamp(max=probs.shape[-1] - 1)
+    return picks.flatten().clamp(max=cumulative.shape[-1] - 1)
 
 
 def _invert_nucleus_cdf(
-    probs: torch.Tensor, uniforms: torch.Tensor, top_ps: torch.Tensor
+    weights: torch.Tensor, uniforms: torch.Tensor, top_ps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [B] drawn from each row's top-p nucleus (probs [B, V], uniforms and top_ps [B]),
-    and the probability mass [B] the nucleus keeps."""
+    """Token ids [B] drawn from each row's top-p nucleus (``weights`` [B, V] unnormalised
+    probabilities, uniforms and top_ps [B]), and the unnormalised mass [B] the nucleus keeps."""
+    probs = weights / weights.sum(dim=-1, keepdim=True)
     sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True, stable=True)
     cumulative = sorted_probs.cumsum(dim=-1)
     # Keep a token while the mass before it is below top_p (the top token always survives).
@@ -88,4 +94,5 @@ def _invert_nucleus_cdf(
     picks = torch.searchsorted(cumulative, targets[:, None]).clamp(max=probs.shape[-1] - 1)
     # searchsorted may land on a zeroed (dropped) slot only at the very end; step back to a kept one.
     picks = torch.minimum(picks, keep.sum(dim=-1, keepdim=True) - 1)
-    return sorted_ids.gather(1, picks).flatten(), cumulative[:, -1]
+    kept = cumulative[:, -1] * weights.sum(dim=-1)
+    return sorted_ids.gather(1, picks).flatten(), kept

@@ -36,13 +36,13 @@ class Engine(Protocol):
     """What computes the logits for a :class:`DecodeStream`.
 
     ``continuous``: rows can be admitted while others decode (else only into an empty batch).
-    ``max_rows``: the most rows it decodes together. ``prefilled_tokens``: tokens its prefill
-    passes computed so far.
+    ``max_rows``: the most rows it decodes together. ``prefill_passes``: the tokens of each
+    prefill pass it ran so far.
     """
 
     continuous: bool
     max_rows: int
-    prefilled_tokens: int
+    prefill_passes: list[int]
 
     def begin(self, prompts: Sequence[Sequence[int]]) -> None:
         """No row is live and these prompts are queued (e.g. read changed weights)."""
@@ -64,15 +64,19 @@ class Engine(Protocol):
 
 @dataclass
 class GenerationStats:
-    """What the engines computed: ``decode_rows`` is the live rows of each decode step (one
-    entry per step), ``prefill_tokens`` the tokens computed by prefill passes."""
+    """What the engines computed: the live rows of each decode step, and the tokens of each
+    prefill pass (the products a roofline counts, see ``benches/bench_generation.py``)."""
 
     decode_rows: list[int] = field(default_factory=list)
-    prefill_tokens: int = 0
+    prefill_passes: list[int] = field(default_factory=list)
 
     @property
     def mean_rows(self) -> float:
         return sum(self.decode_rows) / max(len(self.decode_rows), 1)
+
+    @property
+    def prefill_tokens(self) -> int:
+        return sum(self.prefill_passes)
 
 
 @dataclass
@@ -137,9 +141,11 @@ class DecodeStream:
             while self._done:
                 yield self._done.popleft()
             if self._queue and (engine.continuous or not live):
+                passes = len(engine.prefill_passes)
                 if not live:
                     engine.begin([request.prompt for request in self._queue])
                 admitted, first = self._admit(len(live))
+                self.stats.prefill_passes += engine.prefill_passes[passes:]
                 live += admitted
                 logits = first if logits.numel() == 0 else torch.cat([logits, first])
             if not live:
@@ -178,10 +184,8 @@ class DecodeStream:
 
     def _admit(self, live: int) -> tuple[list[_Row], torch.Tensor]:
         engine = self.engine
-        before = engine.prefilled_tokens
         head = itertools.islice(self._queue, max(engine.max_rows - live, 0))
         handles, logits = engine.admit([(request.prompt, request.budget) for request in head])
-        self.stats.prefill_tokens += engine.prefilled_tokens - before
         rows = []
         for handle in handles:
             request = self._queue.popleft()
