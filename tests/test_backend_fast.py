@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from tiny_models import Ids, tiny
 
 from swirl.backends.base import SamplingParams
 from swirl.backends.hf import HFBackend
@@ -181,40 +182,12 @@ def test_fast_engine_follows_weight_updates(embedded_model, prompts):
     assert after == [c.token_ids for c in reference.generate(prompts[:3], params)]
 
 
-def _tiny(model_type: str):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.for_model(
-        model_type,
-        vocab_size=97,
-        hidden_size=48,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=0,
-    )
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(config).eval()
-
-
-class _Ids:
-    """Just enough of a tokenizer for token-id generation on a tiny random model."""
-
-    eos_token_id = 0
-    pad_token_id = 0
-
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return " ".join(map(str, ids))
-
-
 @pytest.mark.parametrize("model_type", ["llama", "qwen2"])
 def test_tiny_models_greedy_equal_the_reference(model_type: str):
     """Another layout (Qwen2: biased q/k/v) on a tiny random model, rows of mixed lengths."""
-    model = _tiny(model_type)
-    fast = HFBackend(model, _Ids(), engine="fast")
-    reference = HFBackend(model, _Ids(), engine="reference")
+    model = tiny(model_type)
+    fast = HFBackend(model, Ids(), engine="fast")
+    reference = HFBackend(model, Ids(), engine="reference")
     shared = list(range(5, 25))
     prompts = [[*shared, 30, 31], [*shared, 40], [*shared, 30, 31, 32, 33], [7, 8, 9]]
     params = SamplingParams(max_new_tokens=10, temperature=0, stop_at_action=False)
@@ -225,12 +198,12 @@ def test_tiny_models_greedy_equal_the_reference(model_type: str):
 def test_unsupported_models_use_the_reference_engine():
     from peft import LoraConfig, get_peft_model
 
-    lora = get_peft_model(_tiny("llama"), LoraConfig(r=2, target_modules=["q_proj"]))
-    assert HFBackend(lora, _Ids()).engine == "reference"
+    lora = get_peft_model(tiny("llama"), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert HFBackend(lora, Ids()).engine == "reference"
     with pytest.raises(ValueError, match="cannot run this model"):
-        HFBackend(lora, _Ids(), engine="fast")
+        HFBackend(lora, Ids(), engine="fast")
     with pytest.raises(ValueError, match="engine must be"):
-        HFBackend(_tiny("llama"), _Ids(), engine="turbo")  # type: ignore[arg-type]
+        HFBackend(tiny("llama"), Ids(), engine="turbo")  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -256,14 +229,14 @@ def test_a_stream_admits_a_prompt_submitted_mid_stream_before_the_others_finish(
     """Continuous batching: a prompt submitted when a row finishes takes the freed slot before
     the next step and finishes before rows that were admitted earlier; the reference engine,
     which only admits into an empty batch, runs it after them."""
-    model = _tiny("llama")
+    model = tiny("llama")
     prompts = [[5, 6, 7], [5, 6, 8], [5, 6, 9], [5, 6, 10]]
 
     def budget(n):
         return SamplingParams(max_new_tokens=n, temperature=0, stop_at_action=False)
 
     def order(engine: str) -> tuple[list[str], list[int]]:
-        backend = HFBackend(model, _Ids(), engine=engine, max_batch_size=3)
+        backend = HFBackend(model, Ids(), engine=engine, max_batch_size=3)
         # A tiny random model rarely says EOS (id 0); stop only on the budget.
         backend.eos_ids = frozenset({-1})
         stream = backend.stream()

@@ -4,11 +4,14 @@ the slot cache's byte bound, rebuilds and swaps."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from swirl.backends.attention import (
+    DecodeContext,
     _flash_usable,
     decode_attention,
     decode_attention_reference,
@@ -65,24 +68,37 @@ def _expand(t: torch.Tensor, groups: int, dim: int = 1) -> torch.Tensor:
 
 
 def _decode_case(g: torch.Generator, heads: int, kv: int, dtype: torch.dtype, scale: float = 1.0):
+    """A query [5, H, 8] and a context: rows of 9, 3, 1, 6 and 9 filled columns, seeing 7, 7,
+    2, 0 (none) and 5 of the 7 prefix tokens."""
     rows, dim, prefix, columns = 5, 8, 7, 9
     query = (torch.randn(rows, heads, dim, generator=g) * scale).to(dtype)
-    prefix_keys, prefix_values = (torch.randn(2, kv, prefix, dim, generator=g) * scale).to(dtype)
-    keys, values = (torch.randn(2, rows, kv, columns, dim, generator=g) * scale).to(dtype)
-    lengths = torch.tensor([9, 3, 1, 6, 9])  # each row's filled columns
-    visible = torch.arange(columns)[None] < lengths[:, None]
-    used = torch.tensor([7, 7, 2, 0, 5])  # prefix tokens each row attends to
-    prefix_visible = torch.arange(prefix)[None] < used[:, None]
-    return query, prefix_keys, prefix_values, keys, values, visible, prefix_visible
+    prefix_keys, prefix_values = torch.randn(2, kv, prefix, dim, generator=g) * scale
+    keys, values = torch.randn(2, rows, kv, columns, dim, generator=g) * scale
+    lengths = torch.tensor([9, 3, 1, 6, 9])
+    used = torch.tensor([7, 7, 2, 0, 5])
+    context = DecodeContext(
+        prefix_keys.to(dtype).float(),
+        prefix_values.to(dtype).float(),
+        keys.to(dtype).float(),
+        values.to(dtype).float(),
+        row_visible=torch.arange(columns)[None] < lengths[:, None],
+        prefix_visible=torch.arange(prefix)[None] < used[:, None],
+    )
+    return query, context
 
 
-def _decode_expected(query, prefix_keys, prefix_values, keys, values, visible, prefix_visible):
+def _decode_expected(query: torch.Tensor, context: DecodeContext) -> torch.Tensor:
     """Plain SDPA in float64 over the prefix and row columns concatenated per row."""
     rows, heads, _ = query.shape
-    groups = heads // keys.shape[1]
-    all_keys = torch.cat([prefix_keys.expand(rows, -1, -1, -1), keys], dim=2).double()
-    all_values = torch.cat([prefix_values.expand(rows, -1, -1, -1), values], dim=2).double()
-    mask = torch.cat([prefix_visible, visible], dim=1)
+    groups = heads // context.row_keys.shape[1]
+    prefix_keys = context.prefix_keys.expand(rows, -1, -1, -1)
+    prefix_values = context.prefix_values.expand(rows, -1, -1, -1)
+    all_keys = torch.cat([prefix_keys, context.row_keys], dim=2).double()
+    all_values = torch.cat([prefix_values, context.row_values], dim=2).double()
+    prefix_visible = context.prefix_visible
+    if prefix_visible is None:
+        prefix_visible = torch.ones(rows, context.prefix_keys.shape[1], dtype=torch.bool)
+    mask = torch.cat([prefix_visible, context.row_visible], dim=1)
     out = F.scaled_dot_product_attention(
         query.double()[:, :, None],
         _expand(all_keys, groups),
@@ -110,23 +126,25 @@ def test_decode_attention_equals_attention_over_concatenated_keys(
 ) -> None:
     """Rows of different lengths, one seeing a single column, one seeing no prefix at all."""
     g = torch.Generator().manual_seed(heads * 10 + kv)
-    case = _decode_case(g, heads, kv, torch.float32, scale)
-    decode_attention = attention
-    out = decode_attention(*case, scale=0.3)
-    torch.testing.assert_close(out.double(), _decode_expected(*case), rtol=1e-4, atol=1e-4 * scale)
+    query, context = _decode_case(g, heads, kv, torch.float32, scale)
+    expected = _decode_expected(query, context)
+    out = attention(query, context, scale=0.3)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4 * scale)
     # Every row seeing the whole prefix: the same as passing no prefix mask.
-    query, pk, pv, keys, values, visible, _ = case
-    full = torch.ones(query.shape[0], pk.shape[1], dtype=torch.bool)
+    full = torch.ones_like(context.prefix_visible)
     torch.testing.assert_close(
-        decode_attention(query, pk, pv, keys, values, visible, None, scale=0.3),
-        decode_attention(query, pk, pv, keys, values, visible, full, scale=0.3),
+        attention(query, replace(context, prefix_visible=None), scale=0.3),
+        attention(query, replace(context, prefix_visible=full), scale=0.3),
     )
     # Without a prefix, only the row columns count.
-    empty = pk[:, :0]
-    none = torch.ones(query.shape[0], 0, dtype=torch.bool)
-    alone = decode_attention(query, empty, empty, keys, values, visible, None, scale=0.3)
-    expected = _decode_expected(query, empty, empty, keys, values, visible, none)
-    torch.testing.assert_close(alone.double(), expected, rtol=1e-4, atol=1e-4 * scale)
+    empty = context.prefix_keys[:, :0]
+    alone = replace(context, prefix_keys=empty, prefix_values=empty, prefix_visible=None)
+    torch.testing.assert_close(
+        attention(query, alone, scale=0.3).double(),
+        _decode_expected(query, alone),
+        rtol=1e-4,
+        atol=1e-4 * scale,
+    )
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS, ids=["flash", "reference"])
@@ -134,11 +152,10 @@ def test_decode_attention_scores_bfloat16_inputs_in_float32(attention) -> None:
     """A bfloat16 query against float32-held keys: computed in float32, so the error against a
     float64 computation on the same (bf16-rounded) inputs is float32 rounding, not bfloat16's."""
     g = torch.Generator().manual_seed(3)
-    query, pk, pv, keys, values, visible, prefix_visible = _decode_case(g, 6, 2, torch.bfloat16, 4)
-    case = (query, pk.float(), pv.float(), keys.float(), values.float(), visible, prefix_visible)
-    out = attention(*case, scale=0.3)
+    query, context = _decode_case(g, 6, 2, torch.bfloat16, 4)
+    out = attention(query, context, scale=0.3)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out.double(), _decode_expected(*case), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.double(), _decode_expected(query, context), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("context", [(), (4,), (4, 3)])

@@ -15,6 +15,7 @@ import copy
 
 import pytest
 import torch
+from tiny_models import Ids, tiny
 
 from swirl.backends.base import SamplingParams
 from swirl.backends.decode import unsupported_reason
@@ -22,7 +23,6 @@ from swirl.backends.fast_engine import FastEngine
 from swirl.backends.hf import HFBackend
 from swirl.backends.reference import ReferenceEngine
 
-VOCAB = 97
 CONTEXT = 64
 SHARED = list(range(5, 25))
 PROMPTS = [
@@ -33,40 +33,6 @@ PROMPTS = [
     [*SHARED, 30, 31],  # the first prompt again
 ]
 STEPS = 8
-
-
-class _Ids:
-    """Just enough of a tokenizer for token-id generation on a tiny random model."""
-
-    eos_token_id = 0
-    pad_token_id = 0
-
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return " ".join(map(str, ids))
-
-
-def tiny(model_type: str, dtype: torch.dtype = torch.float32, **overrides):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    options = dict(
-        vocab_size=VOCAB,
-        hidden_size=48,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=0,
-    )
-    options.update(overrides)
-    config = AutoConfig.for_model(model_type, **options)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():  # biases are zero at init: make them count
-        for name, parameter in model.named_parameters():
-            if name.endswith(".bias"):
-                parameter.normal_(0, 0.5)
-    return model.to(dtype)
 
 
 ROPES = {
@@ -121,7 +87,7 @@ def reference_engine(model) -> ReferenceEngine:
 
 def continuations(model, prompts, steps: int = STEPS) -> list[list[int]]:
     """Tokens the reference engine samples after each prompt (temperature 1, no stop)."""
-    backend = HFBackend(model, _Ids(), engine="reference", context_length=CONTEXT)
+    backend = HFBackend(model, Ids(), engine="reference", context_length=CONTEXT)
     params = [
         SamplingParams(max_new_tokens=steps, temperature=1.0, seed=row, stop_at_action=False)
         for row in range(len(prompts))
@@ -285,10 +251,10 @@ def test_refused_configurations() -> None:
     half = tiny("llama").half()
     assert "dtype" in unsupported_reason(half, 32)
     # auto falls back to the reference engine where the fast one would not be exact.
-    assert HFBackend(window, _Ids()).engine == "reference"
-    assert HFBackend(window, _Ids(), context_length=16).engine == "fast"
+    assert HFBackend(window, Ids()).engine == "reference"
+    assert HFBackend(window, Ids(), context_length=16).engine == "fast"
     with pytest.raises(ValueError, match="cannot run this model"):
-        HFBackend(longrope, _Ids(), engine="fast")
+        HFBackend(longrope, Ids(), engine="fast")
 
 
 def test_a_subclass_or_replaced_module_is_refused() -> None:

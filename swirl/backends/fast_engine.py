@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from swirl.backends.attention import decode_attention, prefill_attention
+from swirl.backends.attention import DecodeContext, decode_attention, prefill_attention
 from swirl.backends.decode import FastDecoder
 from swirl.backends.kv_cache import PrefixKV, Slot, SlotKV
 from swirl.backends.prompt_tree import common_prefix_length
@@ -367,16 +367,15 @@ class FastEngine:
             if not dense:
                 query = q.new_zeros((high - low, *q.shape[1:]))
                 query[at] = q
-            out = decode_attention(
-                query,
+            context = DecodeContext(
                 prefix.keys[layer],
                 prefix.values[layer],
                 slots.keys[layer, low:high, :, :width],
                 slots.values[layer, low:high, :, :width],
                 row_visible,
                 prefix_visible,
-                net.layer_scale(layer),
             )
+            out = decode_attention(query, context, net.layer_scale(layer))
             return out if dense else out[at]
 
         hidden = net.forward(tokens.to(net.device), positions.to(net.device), attend)
