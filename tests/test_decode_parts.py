@@ -159,25 +159,19 @@ def test_decode_attention_scores_bfloat16_inputs_in_float32(attention) -> None:
 
 
 @pytest.mark.parametrize("context", [(), (4,), (4, 3)])
-@pytest.mark.parametrize("tree", [False, True])
-def test_prefill_attention_sees_the_context_and_its_ancestors(context, tree) -> None:
+@pytest.mark.parametrize("ancestors", [0, 5])
+def test_prefill_attention_sees_the_context_its_ancestors_and_itself(context, ancestors) -> None:
+    """A chain of 6 new tokens after ``ancestors`` keys of its trie path: each token sees the
+    whole context, every ancestor, and the chain up to itself."""
     g = torch.Generator().manual_seed(1)
     heads, kv, length, dim = 4, 2, 6, 8
     query = torch.randn(heads, length, dim, generator=g)
-    keys, values = torch.randn(2, kv, length, dim, generator=g)
+    keys, values = torch.randn(2, kv, ancestors + length, dim, generator=g)
     pieces = [tuple(torch.randn(2, kv, n, dim, generator=g)) for n in context]
-    # A tree: 0 -> 1 -> 2, 0 -> 3 -> 4, 5 a second root.
-    parent = [-1, 0, 1, 0, 3, -1]
-    visible = torch.zeros(length, length, dtype=torch.bool)
-    for node in range(length):
-        at = node
-        while at >= 0:
-            visible[node, at] = True
-            at = parent[at]
-    out = prefill_attention(query, keys, values, pieces, visible if tree else None, scale=0.5)
-    before = sum(context)
-    own = visible if tree else torch.ones(length, length, dtype=torch.bool).tril()
-    mask = torch.cat([torch.ones(length, before, dtype=torch.bool), own], dim=1)
+    out = prefill_attention(query, keys, values, pieces, scale=0.5)
+    before = sum(context) + ancestors
+    position = torch.arange(before + length)
+    mask = position[None, :] <= position[before:, None]  # query at C + A + i sees keys <= it
     all_keys = torch.cat([*(k for k, _ in pieces), keys], dim=1)
     all_values = torch.cat([*(v for _, v in pieces), values], dim=1)
     expected = F.scaled_dot_product_attention(

@@ -153,25 +153,23 @@ def prefill_attention(
     keys: torch.Tensor,
     values: torch.Tensor,
     context: list[tuple[torch.Tensor, torch.Tensor]],
-    visible: torch.Tensor | None,
     scale: float,
 ) -> torch.Tensor:
-    """Attention of M new tokens that continue a context.
+    """Attention of M new tokens, the last M of N, that continue a context.
 
-    ``query`` [H, M, D], ``keys``/``values`` [KV, M, D] of the new tokens; ``context`` (keys,
-    values) pieces [KV, C_i, D] of the tokens before them, in order, all of which every new token
-    sees; ``visible`` [M, M] bool, which new tokens each new token sees (a token tree: its
-    ancestors and itself), None for causal order. Returns [M, H * D].
+    ``query`` [H, M, D]; ``keys``/``values`` [KV, N, D] (N >= M): the new tokens' ancestors
+    that are not in the context, then the new tokens themselves; ``context`` (keys, values)
+    pieces [KV, C_i, D] of the tokens before all of them, in order. Every new token sees the
+    whole context and, causally, the N keys up to its own (query i sees key j when
+    j <= N - M + i). Returns [M, H * D].
     """
-    m = query.shape[1]
+    m, n = query.shape[1], keys.shape[1]
     pieces = [piece for piece in context if piece[0].shape[1]]
     c = sum(k.shape[1] for k, _ in pieces)
     keys = torch.cat([*(k.float() for k, _ in pieces), keys.float()], dim=1)
     values = torch.cat([*(v.float() for _, v in pieces), values.float()], dim=1)
-    if visible is None:
-        visible = torch.ones((m, m), dtype=torch.bool, device=query.device).tril()
-    mask = torch.ones((m, c + m), dtype=torch.bool, device=query.device)
-    mask[:, c:] = visible
+    mask = torch.ones((m, c + n), dtype=torch.bool, device=query.device)
+    mask[:, c:] = torch.ones((m, n), dtype=torch.bool, device=query.device).tril(n - m)
     out = F.scaled_dot_product_attention(
         query.float()[None],
         keys[None],

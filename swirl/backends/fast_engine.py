@@ -14,7 +14,9 @@ and refills), over the network of :mod:`swirl.backends.decode` and the caches of
   in that same slot when it is free, else after copying the shared columns into another;
 - the new tokens of one admission are laid out as a token trie by the training packer
   (:func:`swirl.packing.pack`), so what prompts share beyond the prefix (a state and its longer
-  states, the samples of one state) is computed once, with a tree attention mask.
+  states, the samples of one state) is computed once, and attend chain by chain as the training
+  forward cuts the trie (:func:`swirl.packed_forward.chain_segments`): each token sees its
+  ancestors, at a cost linear in the prompts.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from swirl.backends.attention import DecodeContext, decode_attention, prefill_at
 from swirl.backends.decode import FastDecoder
 from swirl.backends.kv_cache import PrefixKV, Slot, SlotKV
 from swirl.backends.prompt_tree import common_prefix_length
-from swirl.packing import MAX_ROW_TOKENS, Branch, TreeSequence, pack
+from swirl.packed_forward import chain_segments
+from swirl.packing import MAX_ROW_TOKENS, Branch, PackedBatch, TreeSequence, pack
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -52,13 +55,14 @@ class _Group:
 
 
 @dataclass
-class _Segment:
-    """One packed row of a prefill pass: ``length`` tokens from ``start`` in the flat pass."""
+class _Chain:
+    """A run of a prefill pass's tokens each continuing the previous (flat rows ``queries``),
+    with ``keys``: the rows of its ancestors in the trie, then its own (a slice when they lie
+    together, else an index)."""
 
     group: _Group
-    start: int
-    length: int
-    visible: torch.Tensor | None  # [n, n] tree mask; None: causal
+    queries: slice
+    keys: slice | torch.Tensor
 
 
 class FastEngine:
@@ -252,30 +256,27 @@ class FastEngine:
         net = self.net
         ids: list[np.ndarray] = []
         positions: list[np.ndarray] = []
-        segments: list[_Segment] = []
+        chains: list[_Chain] = []
         paths: list[list[tuple[int, np.ndarray]]] = []
         flat = 0
         for group, news in groups:
             offset = group.prefix_length + group.reused
             batch = self._pack(news)
-            row_starts = []
+            length = batch.shape[1]
+            row_starts = np.zeros(batch.shape[0], dtype=np.int64)
             for row in range(batch.shape[0]):
                 n = int(batch.row_lengths[row])
-                row_starts.append(flat)
+                row_starts[row] = flat
                 ids.append(batch.input_ids[row, :n])
                 positions.append(batch.position_ids[row, :n] + offset)
-                end = torch.from_numpy(batch.subtree_end[row, :n].astype(np.int64))
-                index = torch.arange(n)
-                tree = (index[None, :] <= index[:, None]) & (index[:, None] < end[None, :])
-                segments.append(_Segment(group, flat, n, tree))
                 flat += n
-            length = batch.shape[1]
+            chains += _chains(group, batch, row_starts)
             group_paths = []
             for member, new in enumerate(news):
                 row, leaf = divmod(int(batch.target_rows[member]), length)
                 path = _path(batch.parent[row], leaf)
                 assert len(path) == len(new)
-                group_paths.append((row_starts[row] + leaf, row_starts[row] + path))
+                group_paths.append((int(row_starts[row]) + leaf, row_starts[row] + path))
             paths.append(group_paths)
         total = flat
         self.prefill_passes.append(total)
@@ -287,8 +288,8 @@ class FastEngine:
         def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             keys[layer], values[layer] = k.transpose(0, 1), v.transpose(0, 1)
             out = q.new_empty((total, q.shape[1] * net.head_dim), dtype=torch.float32)
-            for segment in segments:
-                group, span = segment.group, slice(segment.start, segment.start + segment.length)
+            for chain in chains:
+                group = chain.group
                 context = [
                     (
                         prefix.keys[layer, :, : group.prefix_length],
@@ -303,12 +304,11 @@ class FastEngine:
                             slots.values[layer, index, :, : group.reused],
                         )
                     )
-                out[span] = prefill_attention(
-                    q[span].transpose(0, 1),
-                    keys[layer, :, span],
-                    values[layer, :, span],
+                out[chain.queries] = prefill_attention(
+                    q[chain.queries].transpose(0, 1),
+                    keys[layer, :, chain.keys],
+                    values[layer, :, chain.keys],
                     context,
-                    segment.visible,
                     net.layer_scale(layer),
                 )
             return out
@@ -318,7 +318,7 @@ class FastEngine:
         hidden = net.forward(flat_ids, flat_positions.to(net.device), attend)
         return hidden, keys, values, paths
 
-    def _pack(self, news: list[tuple[int, ...]]):
+    def _pack(self, news: list[tuple[int, ...]]) -> PackedBatch:
         """The new token lists as tries (one row per trie up to ``max_prefill_tokens`` tokens):
         each list is a context with a one-token branch after it, so the branch's target row is
         the list's last token (the extra token costs one row per distinct list)."""
@@ -399,6 +399,28 @@ class FastEngine:
 
 
 _PLACEHOLDER = np.zeros(1, dtype=np.int32)
+
+
+def _chains(group: _Group, batch: PackedBatch, row_starts: np.ndarray) -> list[_Chain]:
+    """The trie of a packed prefill cut into chains (the training forward's cut, see
+    :func:`swirl.packed_forward.chain_segments`), as rows of the flat pass."""
+    query_index, key_index, cu_q, cu_k = chain_segments(batch)
+    length = batch.shape[1]
+    queries = row_starts[query_index // length] + query_index % length
+    keys = row_starts[key_index // length] + key_index % length
+    chains = []
+    for c in range(len(cu_q) - 1):
+        q = queries[cu_q[c] : cu_q[c + 1]]
+        k = keys[cu_k[c] : cu_k[c + 1]]
+        together = k[-1] - k[0] + 1 == len(k)  # rows in order, so only ancestors can be apart
+        chains.append(
+            _Chain(
+                group,
+                slice(int(q[0]), int(q[-1]) + 1),
+                slice(int(k[0]), int(k[-1]) + 1) if together else torch.from_numpy(k),
+            )
+        )
+    return chains
 
 
 def _path(parent: np.ndarray, leaf: int) -> np.ndarray:

@@ -18,6 +18,8 @@ attention scores and sums are computed in float32.
 
 from __future__ import annotations
 
+import math
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -164,11 +166,16 @@ class SlotKV:
 
     def _zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Zeros, not garbage: a masked column's weight is 0, and 0 * a stale NaN would be NaN.
-        On the CPU through numpy's calloc, whose pages the OS zeroes on first touch: a buffer
-        as wide as the bound costs memory only where rows write."""
-        if self.device.type == "cpu":
-            return torch.from_numpy(np.zeros(shape, dtype=np.float32))
-        return torch.zeros(shape, device=self.device)
+        On the CPU an anonymous mapping, whose pages the OS zeroes on first touch: a buffer as
+        wide as the bound commits memory only where rows write. In small pages: a row's put
+        touches one stretch of every (layer, head) region, and a huge page would zero 2 MB for
+        each (measured: 26 ms against 0.5 ms for a 30-token put)."""
+        if self.device.type != "cpu":
+            return torch.zeros(shape, device=self.device)
+        memory = mmap.mmap(-1, max(math.prod(shape) * 4, 1))
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            memory.madvise(mmap.MADV_NOHUGEPAGE)
+        return torch.from_numpy(np.frombuffer(memory, dtype=np.float32).reshape(shape))
 
     def release(self, index: int) -> None:
         """The slot's row finished: its content stays, for a prompt that continues it."""
