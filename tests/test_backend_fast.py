@@ -255,3 +255,21 @@ def test_a_stream_admits_a_prompt_submitted_mid_stream_before_the_others_finish(
     assert rows[:4] == [3, 2, 3, 3]
     finished, _ = order("reference")
     assert finished == ["a", "b", "c", "d"]
+
+
+def test_a_stream_left_early_frees_its_slots():
+    """A consumer that stops reading (a break, an exception) leaves no row holding a slot: the
+    next call has the whole batch again."""
+    model = tiny("llama")
+    backend = HFBackend(model, Ids(), engine="fast", max_batch_size=2)
+    backend.eos_ids = frozenset({-1})  # stop only on the budget
+    stream = backend.stream()
+    stream.submit([5, 6, 7], SamplingParams(max_new_tokens=1, temperature=0), "short")
+    stream.submit([5, 6, 8], SamplingParams(max_new_tokens=20, temperature=0), "long")
+    iterator = iter(stream)
+    assert next(iterator)[0] == "short"
+    iterator.close()  # what a break does to a generator being read
+    assert backend._engine.slots.live() == []
+    params = SamplingParams(max_new_tokens=3, temperature=0)
+    assert [len(c.token_ids) for c in backend.generate([[1, 2], [3, 4]], params)] == [3, 3]
+    assert backend.stats.decode_rows[-2:] == [2, 2]  # both slots decode together again

@@ -134,8 +134,16 @@ class DecodeStream:
             self._queue.append(request)
 
     def __iter__(self) -> Iterator[tuple[Hashable, Completion]]:
-        engine = self.engine
         live: list[_Row] = []
+        try:
+            yield from self._run(live)
+        finally:  # an iteration left early (or failing) frees its rows' slots
+            for row in live:
+                self.engine.release(row.handle)
+
+    def _run(self, live: list[_Row]) -> Iterator[tuple[Hashable, Completion]]:
+        """The loop of :meth:`__iter__`; ``live`` holds the rows decoding, updated in place."""
+        engine = self.engine
         logits = torch.empty(0)
         while True:
             while self._done:
@@ -172,7 +180,7 @@ class DecodeStream:
                 else:
                     engine.release(row.handle)
                     self._done.append((row.request.key, self._finished(row, reason)))
-            live = [live[index] for index in going]
+            live[:] = [live[index] for index in going]
             logits = torch.empty(0)
             # Finished rows go out first: a request the consumer submits for them is queued
             # before the next step.
