@@ -103,6 +103,7 @@ def test_budget_context_and_bad_input(backend, prompts):
     assert len(cut.token_ids) <= 2
     with pytest.raises(ValueError, match="prompt 0 is empty"):
         backend.generate([[]], SamplingParams())
+    assert backend.generate([], SamplingParams()) == []
 
 
 def test_in_memory_model_mode_is_restored_and_chat(backend):
