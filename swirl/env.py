@@ -141,7 +141,12 @@ class _Environment:
         """Record one sampled turn; return the termination if the episode ended."""
         episode.exact_ids &= completion.exact_token_ids
         action = parse_action(completion.text)
-        step = Step(text=completion.text, token_ids=list(completion.token_ids), action=action)
+        step = Step(
+            text=completion.text,
+            token_ids=list(completion.token_ids),
+            action=action,
+            logprobs=completion.logprobs,
+        )
         episode.steps.append(step)
         episode.context += completion.token_ids
         if action.kind == "answer":

@@ -32,7 +32,7 @@ import msgspec
 from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
 from swirl.settings import JudgeSettings, RecordedSettings, RolloutSettings, ToolSettings
-from swirl.training.config import TrainConfig
+from swirl.training.config import SAMPLED_MODES, TrainConfig
 
 
 def _run_train_defaults() -> TrainConfig:
@@ -347,6 +347,10 @@ class Pipeline:
             "mode": mode,
             "seed": self.config.seed,
         }
+        if mode not in SAMPLED_MODES:
+            # The run's KL and importance-sampling options are for actions sampled from the
+            # policy; SFT and offline train on recorded actions, where no estimator applies.
+            overrides.update(kl_coef=0.0, kl_in_reward=False, tis_cap=None)
         return load_config(None, **overrides)
 
     def train(self, trajectories: Path, model: str | None, out: Path, *, mode: str) -> None:

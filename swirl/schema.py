@@ -87,6 +87,9 @@ class Step(msgspec.Struct, kw_only=True):
     observation_text: str = ""
     observation_token_ids: list[int] = []
     process: Judgment | None = None
+    # The sampler's log-prob of each of ``token_ids`` (natural log, under the distribution it
+    # drew from); None when the backend gave none. Trainers compare it with the learner's.
+    logprobs: list[float] | None = None
 
 
 class Trajectory(msgspec.Struct, kw_only=True):

@@ -159,7 +159,9 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.usefixtures("any_action_is_valid")
 def test_resume_is_exact(workspace: Path, tmp_path: Path, mode: str) -> None:
     """2 steps, stop, resume 2 more == 4 steps in one go (weights, logged losses)."""
-    options = dict(mode=mode, checkpoint_every=2, kl_coef=0.05, clip_eps=0.2, updates_per_batch=2)
+    options = dict(mode=mode, checkpoint_every=2, clip_low=0.2, updates_per_batch=2)
+    if mode != "offline":  # recorded actions take no KL
+        options["kl_coef"] = 0.05
     judge = JUDGES.get(mode)
     whole = Trainer(
         config(workspace, tmp_path / "a", **options), judge=judge, progress=False
@@ -319,7 +321,8 @@ def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path) -
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     subprocess.run(
-        [*torchrun, str(script), *args, str(tmp_path / "two"), "2"],
+        # states_per_step is the total over all ranks: each rank packs 2 of the 4
+        [*torchrun, str(script), *args, str(tmp_path / "two"), "4"],
         check=True,
         env=env,
         timeout=600,
@@ -352,8 +355,13 @@ def test_training_options(workspace: Path, tmp_path: Path, options: dict) -> Non
     checkpointed = any(getattr(m, "gradient_checkpointing", False) for m in trainer.model.modules())
     assert checkpointed == options.get("gradient_checkpointing", False)
     result = trainer.train()
+    for record in result.metrics:  # a step whose labels are all equal has no gradient
+        assert record["skipped_updates"] == 0
+        assert (record["loss"] is None) == bool(record["no_gradient"])
+    assert any(
+        record["loss"] is not None and math.isfinite(record["loss"]) for record in result.metrics
+    )
     record = result.metrics[-1]
-    assert math.isfinite(record["loss"]) and record["skipped_updates"] == 0
     if options.get("layout") == "naive":
         assert record["tokens_naive"] == record["tokens_packed"]
     if "lora" in options:
@@ -372,15 +380,15 @@ def test_loss_scores_sampled_actions_at_the_sampling_temperature(workspace: Path
     from swirl.training.trees import build_sequences
 
     temperature = 0.5
-    trainer = Trainer(
-        config(workspace, tmp_path, temperature=temperature, steps=1),
+    trainer = Trainer(  # a KL term packs every sample, zero advantages too
+        config(workspace, tmp_path, temperature=temperature, steps=1, kl_coef=0.1),
         judge=ParityJudge(),
         progress=False,
     )
     collected = trainer._collect(0)
     packed = trainer._pack(collected)
     got = packed.batch.branch_sum(packed_logprobs(trainer.policy, packed.passes).numpy())
-    sequences = build_sequences(collected.scored, collected.advantages.tolist())
+    sequences = build_sequences(collected.scored).sequences
     want = []
     with torch.no_grad():
         for sequence in sequences:
@@ -394,11 +402,14 @@ def test_loss_scores_sampled_actions_at_the_sampling_temperature(workspace: Path
     torch.testing.assert_close(torch.as_tensor(got).float(), torch.tensor(want), rtol=0, atol=1e-4)
 
 
-def test_dropout_is_off_in_rl_so_the_first_ratio_is_1_and_the_initial_kl_0(
+@pytest.mark.usefixtures("any_action_is_valid")
+def test_online_at_half_temperature_starts_with_kl_0_and_ratio_1_under_dropout(
     workspace: Path, tmp_path: Path
 ) -> None:
-    """A model with attention dropout 0.1 trained with LoRA dropout 0.1: the policy scores the
-    actions as the (eval-mode) sampler and the frozen reference do."""
+    """Online at T = 0.5, a model with attention dropout 0.1 trained with LoRA dropout 0.1: the
+    policy scores its samples as the (eval-mode) sampler and the frozen reference do, at the
+    sampling temperature (the reference too), so the first update's ratio is 1 and the initial
+    KL is 0."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     noisy = tmp_path / "noisy"
@@ -407,17 +418,21 @@ def test_dropout_is_off_in_rl_so_the_first_ratio_is_1_and_the_initial_kl_0(
     )
     AutoTokenizer.from_pretrained(workspace / "tiny").save_pretrained(noisy)
     options = dict(
-        mode="offline",
         model=str(noisy),
+        temperature=0.5,
         kl_coef=0.1,
         updates_per_batch=2,
-        clip_eps=0.2,
+        clip_low=0.2,
         lora={"rank": 4, "alpha": 8.0, "dropout": 0.1},
         lr=1e-2,
     )
-    trainer = Trainer(config(workspace, tmp_path / "out", **options), progress=False)
+    trainer = Trainer(
+        config(workspace, tmp_path / "out", **options), judge=ParityJudge(), progress=False
+    )
+    assert trainer.reference is not None and trainer.reference.temperature == 0.5
     for step in range(2):  # step 1 runs after LoRA's B moved off 0, so its dropout would matter
-        updates, _ = trainer._update(trainer._pack(trainer._collect(step)))
+        collected = trainer._collect(step)
+        updates = trainer._update(collected, trainer._pack(collected)).updates
         first = updates[0]
         assert first.finite and first.targets > 0
         assert first.ratio / first.targets == pytest.approx(1.0, abs=1e-6)
@@ -426,8 +441,9 @@ def test_dropout_is_off_in_rl_so_the_first_ratio_is_1_and_the_initial_kl_0(
         assert updates[1].ratio / updates[1].targets != pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.usefixtures("any_action_is_valid")
 def test_non_finite_reference_logprobs_skip_the_update(workspace: Path, tmp_path: Path) -> None:
-    trainer = Trainer(config(workspace, tmp_path, mode="offline", kl_coef=0.1), progress=False)
+    trainer = Trainer(config(workspace, tmp_path, kl_coef=0.1), judge=ParityJudge(), progress=False)
     assert trainer.reference is not None
     with torch.no_grad():
         trainer.reference.model.model.norm.weight[0] = math.nan
@@ -502,13 +518,22 @@ def test_online_turn_budget_defaults_to_the_stage1_one(workspace: Path, tmp_path
 def test_logged_statistics_mean_what_their_names_say(workspace: Path, tmp_path: Path) -> None:
     from swirl.training.metrics_log import METRICS
 
-    options = dict(steps=1, kl_coef=0.1, clip_eps=0.2, updates_per_batch=3, baseline="none")
+    options = dict(
+        steps=1,
+        kl_coef=0.1,
+        clip_low=0.2,
+        clip_high=0.3,
+        updates_per_batch=3,
+        baseline="none",
+        lr=1e-1,
+    )
     trainer = Trainer(config(workspace, tmp_path, **options), judge=ParityJudge(), progress=False)
     collected = trainer._collect(0)
     packed = trainer._pack(collected)
-    updates, norms = trainer._update(packed)
-    record = trainer._record(0, collected, packed, updates, norms, started=0.0)
-    assert set(record) <= METRICS.keys() and "k3_recorded" not in record
+    update = trainer._update(collected, packed)
+    updates = update.updates
+    record = trainer._record(0, collected, packed, update, started=0.0)
+    assert set(record) <= METRICS.keys()
     rewards = collected.rewards
     assert record["reward"] == pytest.approx(float(rewards.mean()))
     # baseline none: advantages are the rewards, so their std is the rewards' std (not their RMS)
@@ -519,12 +544,19 @@ def test_logged_statistics_mean_what_their_names_say(workspace: Path, tmp_path: 
     targets = sum(u.targets for u in updates)
     assert record["ratio_mean"] == pytest.approx(sum(u.ratio for u in updates) / targets)
     assert record["clip_frac"] == pytest.approx(sum(u.clipped for u in updates) / targets)
+    assert record["clip_frac"] > 0  # lr 0.1 moves the ratio past the clip
+    for sign in ("pos", "neg"):
+        total = sum(getattr(u, f"targets_{sign}") for u in updates)
+        cut = sum(getattr(u, f"clipped_{sign}") for u in updates)
+        assert record[f"clip_frac_{sign}"] == (pytest.approx(cut / total) if total else None)
+    groups = collected.groups.unique().numel()
+    informative = collected.groups[collected.informative].unique().numel()
+    assert record["informative_frac"] == pytest.approx(informative / groups)
+    assert record["no_gradient"] == 0 and record["oversize_dropped"] == 0
     offline = Trainer(
-        config(workspace, tmp_path / "offline", mode="offline", steps=1, kl_coef=0.1),
-        progress=False,
+        config(workspace, tmp_path / "offline", mode="offline", steps=1), progress=False
     ).train()
-    assert set(offline.metrics[-1]) <= METRICS.keys()
-    assert offline.metrics[-1]["k3_recorded"] is not None and "kl" not in offline.metrics[-1]
+    assert set(offline.metrics[-1]) <= METRICS.keys() and "kl" not in offline.metrics[-1]
 
 
 def test_outcome_mode_trains_every_written_token_with_its_trajectorys_advantage(
@@ -533,7 +565,8 @@ def test_outcome_mode_trains_every_written_token_with_its_trajectorys_advantage(
     """G = 3 rollouts of each of 2 questions: every action token (never a prompt or observation
     token) is a target weighted by its trajectory's advantage against its question's group, and
     a question's rollouts share their prompt in the packed tree."""
-    options = dict(mode="outcome", steps=1, states_per_step=2, samples_per_state=3)
+    # a KL term packs every rollout (zero advantages too), so every written token is a target
+    options = dict(mode="outcome", steps=1, states_per_step=2, samples_per_state=3, kl_coef=0.01)
     trainer = Trainer(config(workspace, tmp_path, **options), judge=OutcomeParityJudge())
     collected = trainer._collect(0)
     assert len(collected.samples) == 2 * 3
@@ -557,6 +590,6 @@ def test_outcome_mode_trains_every_written_token_with_its_trajectorys_advantage(
             for s, a in zip(collected.scored, collected.advantages, strict=True)
         ]
     )
-    torch.testing.assert_close(torch.from_numpy(packed.batch.target_weights), expected)
+    torch.testing.assert_close(packed.advantages, expected)
     prompt = len(collected.scored[0].state.trajectory.prompt_token_ids)
     assert packed.batch.naive_tokens - packed.batch.packed_tokens >= 2 * 2 * prompt

@@ -95,5 +95,7 @@ class OutcomeRollouts:
             actions = tuple(
                 (state, list(state.action_token_ids)) for state in trajectory_states(trajectory)
             )
-            out.append(ActionSample(actions, None if verdict is None else float(verdict), index))
+            logprobs = tuple(step.logprobs for step in trajectory.steps)
+            reward = None if verdict is None else float(verdict)
+            out.append(ActionSample(actions, reward, index, logprobs))
         return out

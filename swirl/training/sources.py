@@ -99,6 +99,8 @@ class SampledActions:
             ]
         )
         return [
-            ActionSample.single(states[owner], list(completion.token_ids), reward, owner)
+            ActionSample.single(
+                states[owner], list(completion.token_ids), reward, owner, completion.logprobs
+            )
             for owner, completion, reward in zip(owners, completions, rewards, strict=True)
         ]
