@@ -297,17 +297,19 @@ DISTRIBUTED_SCRIPT = """
 import sys
 from swirl.training.config import load_config
 from swirl.training.trainer import Trainer
-trajectories, model, out, states = sys.argv[1:5]
-config = load_config(None, trajectories=trajectories, model=model, out=out, mode="sft", steps=2,
+trajectories, model, out, states, mode = sys.argv[1:6]
+config = load_config(None, trajectories=trajectories, model=model, out=out, mode=mode, steps=2,
                      states_per_step=int(states), lr=1e-3)
 Trainer(config, progress=False).train()
 """
 
 
 @pytest.mark.slow
-def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["sft", "offline"])
+def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path, mode: str) -> None:
     """torchrun with 2 CPU processes (gloo, FSDP2), each packing half of the states, reaches the
-    weights and the logged losses of one process training on all of them."""
+    weights and the logged losses of one process training on all of them; offline, the
+    batch-mean baseline is taken over both ranks' labels, as one process takes it."""
     import os
     import subprocess
     import sys
@@ -317,20 +319,20 @@ def test_two_process_fsdp_matches_one_process(workspace: Path, tmp_path: Path) -
     args = [str(workspace / "trajectories.jsonl"), str(workspace / "tiny")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, str(script), *args, str(tmp_path / "one"), "4"], check=True, env=env
+        [sys.executable, str(script), *args, str(tmp_path / "one"), "4", mode], check=True, env=env
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     subprocess.run(
         # states_per_step is the total over all ranks: each rank packs 2 of the 4
-        [*torchrun, str(script), *args, str(tmp_path / "two"), "4"],
+        [*torchrun, str(script), *args, str(tmp_path / "two"), "4", mode],
         check=True,
         env=env,
         timeout=600,
     )
     one = weights(tmp_path / "one" / "checkpoints" / "step-000002")
     two = weights(tmp_path / "two" / "checkpoints" / "step-000002")
-    for key in one:
-        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-6)
+    for key in one:  # AdamW's first step moves a weight by lr = 1e-3 wherever its gradient differs
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-5)
     losses = [
         [m["loss"] for m in read_metrics(tmp_path / run / "metrics.jsonl")]
         for run in ("one", "two")
@@ -593,3 +595,222 @@ def test_outcome_mode_trains_every_written_token_with_its_trajectorys_advantage(
     torch.testing.assert_close(packed.advantages, expected)
     prompt = len(collected.scored[0].state.trajectory.prompt_token_ids)
     assert packed.batch.naive_tokens - packed.batch.packed_tokens >= 2 * 2 * prompt
+
+
+def one_state_file(workspace: Path, tmp_path: Path) -> Path:
+    """The first trajectory cut to its first step: a training set of exactly one state."""
+    first = read_jsonl(workspace / "trajectories.jsonl", Trajectory)[0]
+    path = tmp_path / "one-state.jsonl"
+    write_jsonl(path, [msgspec.structs.replace(first, steps=first.steps[:1])])
+    return path
+
+
+def test_a_state_drawn_twice_in_a_step_gets_independent_samples(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """One state, drawn twice per step: the Trainer tells the sampler which draw is which, so
+    the two draws' G samples differ (equal seeds would give equal samples)."""
+    trainer = Trainer(
+        config(
+            workspace,
+            tmp_path / "out",
+            trajectories=str(one_state_file(workspace, tmp_path)),
+            states_per_step=2,
+            samples_per_state=3,
+            max_new_tokens=12,
+        ),
+        judge=ParityJudge(),
+        progress=False,
+    )
+    samples = trainer._collect(0).samples
+    draws = [[s.actions[0][1] for s in samples if s.group == draw] for draw in (0, 1)]
+    assert len(draws[0]) == len(draws[1]) == 3
+    assert samples[0].state is samples[3].state  # the same state
+    assert draws[0] != draws[1]
+
+
+def test_states_per_step_is_the_total_over_ranks(workspace: Path, tmp_path: Path) -> None:
+    from swirl.training.distributed import DistInfo
+
+    trainer = Trainer(config(workspace, tmp_path, mode="sft", states_per_step=5), progress=False)
+    trainer.dist = DistInfo(rank=1, world_size=2)
+    states, _ = trainer._rank_states()
+    assert len(states) == 2 and trainer.stream.position == 5  # rank 0 takes 3, rank 1 takes 2
+
+
+class ConstantJudge:
+    """Every step GOOD: every group's rewards are equal."""
+
+    name = "constant"
+
+    def judge(self, batch, mode):
+        return [
+            msgspec.structs.replace(
+                trajectory,
+                steps=[
+                    *trajectory.steps[:-1],
+                    msgspec.structs.replace(
+                        trajectory.steps[-1], process=Judgment(judge=self.name, verdict=True)
+                    ),
+                ],
+            )
+            for _, trajectory in batch
+        ]
+
+
+@pytest.mark.usefixtures("any_action_is_valid")
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"kl_in_reward": True, "kl_coef": 0.1}],
+    ids=["nothing-packed", "kl-in-reward-at-the-reference"],
+)
+def test_a_step_without_gradient_does_not_step_the_optimizer(
+    workspace: Path, tmp_path: Path, options: dict
+):
+    """Equal rewards in every group, so every advantage is 0; with kl_in_reward at the first
+    step the policy is the reference, so the folded penalty is 0 too (the samples are packed to
+    compute it). AdamW must not run: its weight decay alone would move every weight."""
+    trainer = Trainer(
+        config(workspace, tmp_path, steps=1, weight_decay=0.5, lr=1e-2, **options),
+        judge=ConstantJudge(),
+        progress=False,
+    )
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    record = trainer._step(0)
+    assert record["no_gradient"] == 1 and record["loss"] is None
+    assert record["informative_frac"] == 0.0
+    assert (record["tokens_packed"] > 0) == bool(options)
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert not trainer.optimizer.state  # AdamW never stepped
+
+
+@pytest.mark.usefixtures("any_action_is_valid")
+def test_zero_advantage_samples_count_in_the_mean_without_being_packed(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Without a KL term a zero-advantage sample changes nothing but the denominator: leaving it
+    out of the packed batch (as the trainer does) gives the gradient of packing it (compared
+    before AdamW, which would magnify rounding in near-zero entries)."""
+    options = dict(steps=1, states_per_step=4, samples_per_state=2, lr=1e-2)
+    runs = {}
+    for name, everything in (("skipped", False), ("packed", True)):
+        trainer = Trainer(
+            config(workspace, tmp_path / name, **options), judge=ParityJudge(), progress=False
+        )
+        if everything:  # the packing of a loss with a KL term, with the term itself off
+            type(trainer)._loss_has_kl_term = property(lambda self: True)
+        try:
+            collected = trainer._collect(0)
+            packed = trainer._pack(collected)
+            trainer._update(collected, packed)
+        finally:
+            type(trainer)._loss_has_kl_term = Trainer.__dict__["_loss_has_kl_term"]
+        gradients = {k: p.grad.clone() for k, p in trainer.model.named_parameters()}
+        runs[name] = (packed, gradients)
+    skipped, full = runs["skipped"][0], runs["packed"][0]
+    assert (collected.advantages == 0).any() and (collected.advantages != 0).any()
+    assert skipped.batch.num_targets < full.batch.num_targets
+    for key, value in runs["packed"][1].items():
+        assert value.abs().max() > 0, key
+        torch.testing.assert_close(runs["skipped"][1][key], value, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.usefixtures("any_action_is_valid")
+def test_dropping_zero_variance_groups_takes_them_out_of_the_averages(
+    workspace: Path, tmp_path: Path
+) -> None:
+    options = dict(steps=1, states_per_step=4, samples_per_state=2)
+    plain = Trainer(config(workspace, tmp_path / "a", **options), judge=ParityJudge())
+    dropping = Trainer(
+        config(workspace, tmp_path / "b", drop_zero_variance_groups=True, **options),
+        judge=ParityJudge(),
+    )
+    kept, dropped = plain._pack(plain._collect(0)), dropping._pack(c := dropping._collect(0))
+    informative = c.informative
+    assert informative.any() and not informative.all()  # the parity rewards split some groups
+    assert kept.counted == list(range(len(c.scored)))
+    assert dropped.counted == informative.nonzero().flatten().tolist()
+    # token mean: the same targets, each weighing 1 / (tokens of the counted samples)
+    tokens = [s.num_tokens for s in c.scored]
+    assert kept.scale[0].item() == pytest.approx(1 / sum(tokens))
+    assert dropped.scale[0].item() == pytest.approx(1 / sum(tokens[i] for i in dropped.counted))
+
+
+def test_sequence_normalisation_averages_each_outcome_trajectory_once(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Outcome mode, normalize = sequence: a whole trajectory (all its turns) is one sequence,
+    so each trajectory's targets weigh 1 / (its tokens x trajectories) together."""
+    from swirl.training.states import trajectory_states
+    from swirl.training.trainer import Collected
+    from swirl.training.trees import ActionSample
+
+    options = dict(mode="outcome", steps=1, states_per_step=2, samples_per_state=2, kl_coef=0.01)
+    trainer = Trainer(
+        config(workspace, tmp_path, normalize="sequence", **options), judge=OutcomeParityJudge()
+    )
+    rollouts = read_jsonl(workspace / "trajectories.jsonl", Trajectory)  # several turns each
+    scored = [
+        ActionSample(
+            tuple((s, list(s.action_token_ids)) for s in trajectory_states(t)), float(i % 2), i // 2
+        )
+        for i, t in enumerate(rollouts)
+    ]
+    rewards = torch.tensor([s.reward for s in scored])
+    groups = torch.tensor([s.group for s in scored])
+    collected = Collected(
+        [], scored, scored, rewards, groups, torch.ones(4, dtype=torch.bool), rewards - 0.5, 0, 0.0
+    )
+    packed = trainer._pack(collected)
+    per_trajectory = torch.zeros(len(scored)).index_add_(0, packed.sample, packed.scale)
+    torch.testing.assert_close(per_trajectory, torch.full((4,), 1 / 4))
+    assert all(len(s.actions) > 2 for s in scored)
+
+
+@pytest.mark.usefixtures("any_action_is_valid")
+def test_kl_in_reward_folds_the_k1_penalty_into_the_advantages(
+    workspace: Path, tmp_path: Path
+) -> None:
+    from swirl.training.objective import packed_logprobs
+
+    options = dict(steps=1, states_per_step=3, samples_per_state=2, kl_coef=0.5, lr=1e-2)
+    trainer = Trainer(
+        config(workspace, tmp_path, kl_in_reward=True, baseline="none", **options),
+        judge=ParityJudge(),
+    )
+    with torch.no_grad():  # move the policy off the reference, so the penalty is not 0
+        for parameter in trainer.model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    collected = trainer._collect(0)
+    packed = trainer._pack(collected)
+    assert len(packed.counted) == len(collected.scored)  # kl_in_reward packs every sample
+    policy = packed_logprobs(trainer.policy, packed.passes)
+    reference = packed_logprobs(trainer.reference, packed.passes)
+    update = trainer._update(collected, packed)
+    k1 = torch.zeros(len(collected.scored)).index_add_(0, packed.sample, policy - reference)
+    torch.testing.assert_close(update.advantages, collected.rewards - 0.5 * k1, atol=1e-5, rtol=0)
+    assert update.updates and update.updates[0].finite
+
+
+def test_oversize_samples_are_dropped_and_counted(workspace: Path, tmp_path: Path) -> None:
+    trajectories = read_jsonl(workspace / "trajectories.jsonl", Trajectory)
+    longest = max(
+        len(t.prompt_token_ids)
+        + sum(len(s.token_ids) + len(s.observation_token_ids) for s in t.steps)
+        for t in trajectories
+    )
+    trainer = Trainer(
+        config(
+            workspace,
+            tmp_path,
+            mode="offline",
+            steps=2,
+            states_per_step=8,
+            tokens_per_micro_batch=longest // 2,
+        ),
+        progress=False,
+    )
+    result = trainer.train()
+    assert sum(m["oversize_dropped"] for m in result.metrics) > 0
+    assert all(m["skipped_updates"] == 0 for m in result.metrics)
