@@ -16,10 +16,10 @@ import msgspec
 import pytest
 import torch
 from safetensors.torch import load_file
+from trajectory_builders import demo_math_trajectories
 
 from swirl.jsonl import read_jsonl, write_jsonl
-from swirl.schema import Judgment, Step, Trajectory
-from swirl.tags import parse_action
+from swirl.schema import Judgment, Trajectory
 from swirl.training.config import load_config
 from swirl.training.metrics_log import read_metrics
 from swirl.training.trainer import NonFiniteError, Trainer
@@ -76,7 +76,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama (SmolLM2 tokenizer) and labelled demo-math trajectories on disk."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from swirl.data import load_examples
     from swirl.model import load_tokenizer
 
     root = tmp_path_factory.mktemp("trainer")
@@ -95,42 +94,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     LlamaForCausalLM(config).save_pretrained(root / "tiny")
     tokenizer.save_pretrained(root / "tiny")
 
-    def ids(text: str) -> list[int]:
-        return tokenizer.encode(text, add_special_tokens=False)
-
-    trajectories = []
-    for example in load_examples("demo-math", split="train", limit=4):
-        prompt = f"<|im_start|>user\n{example.question}<|im_end|>\n<|im_start|>assistant\n"
-        steps = []
-        for k, annotation in enumerate(example.reference_steps):
-            expression, value = annotation.split("=")
-            text = f"Next. <math_exp>{expression}</math_exp>"
-            observation = f"<|im_end|>\n<|im_start|>user\n{expression} -> {value}<|im_end|>\n<|im_start|>assistant\n"
-            steps.append(
-                Step(
-                    text=text,
-                    token_ids=ids(text),
-                    action=parse_action(text),
-                    result=value,
-                    observation_text=observation,
-                    observation_token_ids=ids(observation),
-                    process=Judgment(judge="reference", verdict=k % 2 == 0),
-                )
-            )
-        answer = f"<answer>{example.answers[0]}</answer>"
-        steps.append(Step(text=answer, token_ids=ids(answer), action=parse_action(answer)))
-        trajectories.append(
-            Trajectory(
-                id=f"{example.id}#0",
-                example_id=example.id,
-                task="math",
-                prompt_text=prompt,
-                prompt_token_ids=ids(prompt),
-                steps=steps,
-                final_answer=example.answers[0],
-                termination="answer",
-            )
-        )
+    trajectories = demo_math_trajectories(tokenizer)
     write_jsonl(root / "trajectories.jsonl", trajectories)
     return root
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from swirl.backends.serving import ServingSettings
 from swirl.config_files import load_struct
 from swirl.ops.loss import KLEstimator
 from swirl.settings import JudgeSettings, RolloutSettings, ToolSettings
@@ -211,6 +212,7 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         bool, Meta(description="recompute activations in backward (less memory, more time)")
     ] = False
     lora: LoraSettings | None = None
+    serving: ServingSettings = msgspec.field(default_factory=ServingSettings)
     checkpoint_every: Annotated[
         int, Meta(description="save a checkpoint every N steps (0: only at the end)")
     ] = 0
@@ -270,6 +272,16 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.kl_in_reward and not (sampled and self.kl_coef > 0):
             problems.append(
                 "config field 'kl_in_reward' needs a sampled mode (online, outcome) and kl_coef > 0"
+            )
+        if self.serving.remote and not sampled:
+            problems.append(
+                f"config field 'serving.engine' ({self.serving.engine}) is for sampled modes "
+                f"(online, outcome): there is nothing to sample in {self.mode} mode"
+            )
+        if sampled and self.dtype == "bf16" and self.tis_cap is None:
+            problems.append(
+                "config field 'dtype' bf16 scores the actions in bf16 while the sampler drew them "
+                "in fp32, from another distribution: set tis_cap to correct for it"
             )
         if self.tis_cap is not None and not sampled:
             problems.append(

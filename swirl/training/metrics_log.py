@@ -50,6 +50,9 @@ METRICS: dict[str, str] = {
     "skipped_updates": "updates skipped because a loss, gradient or log-prob was not finite",
     "no_gradient": "1 when the loss had no gradient on any rank (every advantage 0 and no KL or "
     "entropy term), so the optimizer did not step",
+    "policy_version": "optimizer updates applied to the weights that sampled the step's actions",
+    "weight_sync_s": "seconds the rollout server's weight sync took before the step's sampling "
+    "(0 for the in-process engine)",
 }
 
 

@@ -8,6 +8,7 @@ states share one context), and runs the fused policy loss row group by row group
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -24,6 +25,8 @@ import msgspec
 import numpy as np
 import torch
 
+from swirl.backends.base import GenerationBackend
+from swirl.backends.serving import ServerRollout
 from swirl.jsonl import read_jsonl
 from swirl.judge.base import Judge
 from swirl.packing import PackedBatch, pack
@@ -66,6 +69,11 @@ from swirl.training.trees import ActionSample, build_sequences
 log = logging.getLogger(__name__)
 
 
+# Nats per sampled token between a rollout server's log-probs and the learner's above which the
+# two compute different distributions (fp32 vLLM and torch agree to about 1e-4).
+MAX_UNCORRECTED_SAMPLER_GAP = 0.05
+
+
 class NonFiniteError(RuntimeError):
     """Too many optimizer steps in a row had a non-finite loss or gradient."""
 
@@ -89,7 +97,9 @@ class Collected:
     """One rank's actions of a step. Over ``scored`` (the samples whose reward is known, in
     order): ``rewards``, ``groups`` (baseline group ids), ``informative`` (the group's rewards
     differ) and ``advantages`` are ``[S]``. ``oversize``: samples dropped because an action with
-    its state does not fit a packed row; ``seconds``: wall time of sampling and judging."""
+    its state does not fit a packed row; ``seconds``: wall time of sampling and judging (a weight
+    sync included); ``policy_version``: the optimizer updates behind the sampler's weights;
+    ``sync_seconds``: what a rollout server's weight sync before sampling took."""
 
     states: list[State]
     samples: list[ActionSample]
@@ -100,6 +110,8 @@ class Collected:
     advantages: torch.Tensor
     oversize: int
     seconds: float
+    policy_version: int = 0
+    sync_seconds: float = 0.0
 
     @property
     def sampled_tokens(self) -> int:
@@ -287,7 +299,14 @@ class Trainer:
         if checkpoint is not None:
             optimizer_state, _ = load_trainer_state(checkpoint, scheduler=self.scheduler)
             dd.load_optimizer_state(self.policy, self.optimizer, optimizer_state, self.dist)
-        self.source = self._action_source(judge)
+        self.resources = contextlib.ExitStack()
+        self.rollout: ServerRollout | None = None
+        self.synced_version: int | None = None
+        try:
+            self.source = self._action_source(judge)
+        except BaseException:
+            self.close()
+            raise
         self.loss_options = {
             "clip_low": config.clip_low,
             "clip_high": config.clip_high,
@@ -398,6 +417,61 @@ class Trainer:
             )
         return [self.examples[i] for i in ids]
 
+    def _sampling_backend(self) -> GenerationBackend:
+        """The engine that samples the policy's actions: this process's, or a vLLM server
+        (started here unless the user runs it) that :meth:`_sync_sampler` keeps current."""
+        config = self.config
+        if not config.serving.remote:
+            from swirl.backends.hf import HFBackend
+
+            return HFBackend(self.sampler, self.tokenizer)
+        from swirl.backends.serving import vllm_rollout
+        from swirl.model import resolve_model
+
+        self.rollout = self.resources.enter_context(
+            vllm_rollout(
+                config.serving,
+                model_dir=resolve_model(config.model),
+                tokenizer=self.tokenizer,
+                work_dir=self.out / "rollout",
+                lora_rank=config.lora.rank if config.lora is not None else None,
+                policy=self.sampler,
+                max_concurrency=config.states_per_step * config.samples_per_state,
+            )
+        )
+        return self.rollout.backend
+
+    def _sync_sampler(self) -> tuple[int, float]:
+        """Send the policy's weights to the rollout server when they changed since its last
+        sync (always before its first sampling: it may serve a checkpoint's predecessor).
+        Returns the policy version (optimizer updates applied) and the seconds the sync took."""
+        version = int(self.scheduler.last_epoch)
+        if self.rollout is None or version == self.synced_version:
+            return version, 0.0
+        seconds = self.rollout.weights.sync(self.sampler, version) if self.dist.is_main else 0.0
+        dd.barrier(self.dist)
+        self.synced_version = version
+        return version, seconds
+
+    def _check_sampler(self, record: dict[str, Any]) -> None:
+        """A rollout server must sample the distribution the learner scores, or the loss needs
+        its importance correction: refuse a measured gap that tis_cap does not correct."""
+        gap = record.get("sampler_abs_gap")
+        if self.rollout is None or gap is None or self.config.tis_cap is not None:
+            return
+        if gap > MAX_UNCORRECTED_SAMPLER_GAP:
+            raise ValueError(
+                f"step {record['step']}: the rollout server's log-probs differ from the "
+                f"learner's by {gap:.3f} nats per token (an fp32 vLLM server started by swirl "
+                f"agrees to about 1e-4): a server with another dtype, pre-temperature log-probs "
+                "(start it with --logprobs-mode processed_logprobs) or other weights samples "
+                "another distribution; set tis_cap to train on it anyway"
+            )
+
+    def close(self) -> None:
+        """Stop what the trainer started (a rollout server); :meth:`train` calls it at the end."""
+        self.resources.close()
+
     def _action_source(self, judge: Judge | None) -> ActionSource:
         config = self.config
         if config.mode == "sft":
@@ -405,7 +479,6 @@ class Trainer:
         if config.mode == "offline":
             return RecordedActions("label")
         from swirl.backends.base import SamplingParams
-        from swirl.backends.hf import HFBackend
         from swirl.judge.loading import load_judge
         from swirl.tools.factory import tools_for_examples
 
@@ -422,7 +495,7 @@ class Trainer:
             data_format=config.data_format,
             settings=config.tools,
         )
-        backend = HFBackend(self.sampler, self.tokenizer)
+        backend = self._sampling_backend()
         judge = judge or load_judge(config.judge)
         if config.mode == "outcome":
             from swirl.env import EnvConfig
@@ -487,6 +560,7 @@ class Trainer:
         states, occurrences = self._rank_states()
         if self.sampler is not self.model:
             dd.refresh_full_copy(self.policy, self.sampler, prefix="model.")
+        version, sync_seconds = self._sync_sampler()
         samples = self.source.samples(states, step, occurrences)
         fitting = [s for s in samples if s.fits(self.config.tokens_per_micro_batch)]
         scored = [s for s in fitting if s.reward is not None]
@@ -512,6 +586,8 @@ class Trainer:
             advantages,
             len(samples) - len(fitting),
             time.perf_counter() - started,
+            version,
+            sync_seconds,
         )
 
     @property
@@ -764,6 +840,8 @@ class Trainer:
                 "step_time_s": elapsed,
                 "skipped_updates": sum(not u.finite for u in updates),
                 "no_gradient": int(update.no_gradient),
+                "policy_version": collected.policy_version,
+                "weight_sync_s": collected.sync_seconds,
             }
         )
         if oversize:
@@ -805,6 +883,7 @@ class Trainer:
                 record = self._step(step)
                 if log is not None:
                     log.log(record)
+                self._check_sampler(record)
                 done = step + 1
                 bad_in_a_row = bad_in_a_row + 1 if record["skipped_updates"] else 0
                 if bad_in_a_row >= config.max_nonfinite_steps:
@@ -824,6 +903,7 @@ class Trainer:
             progress.close()
             if log is not None:
                 log.close()
+            self.close()
         metrics = read_metrics(self.out / "metrics.jsonl") if main else []
         if main and metrics:
             plot_curves(
@@ -887,6 +967,21 @@ class _progress:
             f"{k}={record[k]:.3g}" for k in ("loss", "reward", "kl") if record.get(k) is not None
         ]
         self.bar.update(self.task, advance=1, info=" ".join(parts))
+
+    def _check_sampler(self, record: dict[str, Any]) -> None:
+        """A rollout server must sample the distribution the learner scores, or the loss needs
+        its importance correction: refuse a measured gap that tis_cap does not correct."""
+        gap = record.get("sampler_abs_gap")
+        if self.rollout is None or gap is None or self.config.tis_cap is not None:
+            return
+        if gap > MAX_UNCORRECTED_SAMPLER_GAP:
+            raise ValueError(
+                f"step {record['step']}: the rollout server's log-probs differ from the "
+                f"learner's by {gap:.3f} nats per token (an fp32 vLLM server started by swirl "
+                f"agrees to about 1e-4): a server with another dtype, pre-temperature log-probs "
+                "(start it with --logprobs-mode processed_logprobs) or other weights samples "
+                "another distribution; set tis_cap to train on it anyway"
+            )
 
     def close(self) -> None:
         if self.bar is not None:
