@@ -20,6 +20,7 @@ Layout of ``runs/<name>/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -194,6 +195,8 @@ class Pipeline:
         self.log = log
         pin_config(self.out / "run_config.json", config, "run")
         self.stages = Stages(self.out / "stages.json", log)
+        self.resources = contextlib.ExitStack()
+        self.server_root: str | None = None
         if threads:
             import torch
 
@@ -280,15 +283,58 @@ class Pipeline:
             },
         )
 
+    def rollout_server(self) -> str | None:
+        """The root URL of the run's vLLM server (``train.serving``: started on first use and
+        kept for the run, so Stage 1 and training share it), or None for in-process rollouts."""
+        serving = self.config.train.serving
+        if not serving.remote:
+            return None
+        if self.server_root is None:
+            from swirl.backends.serving import vllm_server
+            from swirl.model import resolve_model
+
+            if self.config.train.lora is not None:
+                raise ValueError(
+                    "swirl run with a vLLM rollout server trains full weights; for LoRA use "
+                    "swirl train --rollout vllm --lora"
+                )
+            self.server_root = self.resources.enter_context(
+                vllm_server(
+                    serving, model_dir=resolve_model(self.config.model), work_dir=self.rollout_dir
+                )
+            )
+        return self.server_root
+
+    @property
+    def rollout_dir(self) -> Path:
+        return self.out / "rollout"
+
+    def close(self) -> None:
+        """Stop the run's rollout server, if one was started."""
+        self.resources.close()
+        self.server_root = None
+
+    def _stage1_backend(self, model: str | None):
+        """Stage 1's sampler: the in-process engine on ``model``, or the run's vLLM server
+        pointed at it."""
+        root = self.rollout_server()
+        if root is None:
+            from swirl.backends.hf import HFBackend
+
+            return HFBackend.load(model)
+        from swirl.backends.serving import served_backend
+        from swirl.model import resolve_model
+
+        return served_backend(root, resolve_model(model), self.rollout_dir)
+
     def generate(self, model: str | None, out: Path) -> None:
-        from swirl.backends.hf import HFBackend
         from swirl.generate import generate_to_file
 
         examples = self._examples("train", self.config.train_limit)
         summary = generate_to_file(
             examples,
             out,
-            backend=lambda: HFBackend.load(model),
+            backend=lambda: self._stage1_backend(model),
             tools=lambda: self._tools(examples, "train"),
             params=self._params(self.config.temperature),
             config=self._env(),
@@ -348,9 +394,12 @@ class Pipeline:
             "seed": self.config.seed,
         }
         if mode not in SAMPLED_MODES:
-            # The run's KL and importance-sampling options are for actions sampled from the
-            # policy; SFT and offline train on recorded actions, where no estimator applies.
-            overrides.update(kl_coef=0.0, kl_in_reward=False, tis_cap=None)
+            # The run's KL, importance-sampling and sampler options are for actions sampled from
+            # the policy; SFT and offline train on recorded actions, where none applies.
+            overrides.update(kl_coef=0.0, kl_in_reward=False, tis_cap=None, serving={})
+        elif self.config.train.serving.remote:
+            root = self.rollout_server()
+            overrides["serving"] = {**overrides["serving"], "engine": f"vllm:{root}"}
         return load_config(None, **overrides)
 
     def train(self, trajectories: Path, model: str | None, out: Path, *, mode: str) -> None:
@@ -364,7 +413,14 @@ class Pipeline:
         return TrainedModel(round_dir / "train")
 
     def iterate(self) -> Model:
-        """Run the configured rounds; return the final model (the last round's training)."""
+        """Run the configured rounds; return the final model (the last round's training). A
+        rollout server the rounds started is stopped at the end."""
+        try:
+            return self._rounds()
+        finally:
+            self.close()
+
+    def _rounds(self) -> Model:
         model: Model = self.config.model
         for number in range(1, self.config.rounds + 1):
             root = self.out / f"round-{number}"

@@ -136,7 +136,15 @@ def vllm_rollout(
     tier = settings.tier(lora=lora_rank is not None)
     work_dir.mkdir(parents=True, exist_ok=True)
     name = "float32" if dtype == torch.float32 else str(dtype).removeprefix("torch.")
-    with _server(settings, model_dir, work_dir, name, lora_rank, tier, context_length) as root:
+    with vllm_server(
+        settings,
+        model_dir=model_dir,
+        work_dir=work_dir,
+        dtype=name,
+        lora_rank=lora_rank,
+        tier=tier,
+        context_length=context_length,
+    ) as root:
         control = ServerControl(root)
         backend = OpenAIBackend(
             f"{root}/v1",
@@ -165,16 +173,19 @@ def vllm_rollout(
 
 
 @contextmanager
-def _server(
+def vllm_server(
     settings: ServingSettings,
+    *,
     model_dir: str,
     work_dir: Path,
-    dtype: str,
-    lora_rank: int | None,
-    tier: SyncTier,
-    context_length: int,
+    dtype: str = "float32",
+    lora_rank: int | None = None,
+    tier: SyncTier = "checkpoint",
+    context_length: int = 4096,
 ) -> Iterator[str]:
-    """The root URL of the server to use: the user's, or one started here for the run."""
+    """The root URL (``http://host:port``) of the server to use: the user's (``vllm:URL``), or
+    one started here on ``model_dir`` (an untied copy of it for the checkpoint tier) for the
+    context's lifetime, its log in ``work_dir/vllm.log``."""
     if settings.url is not None:
         yield settings.url.rstrip("/").removesuffix("/v1")
         return
@@ -205,3 +216,23 @@ def _server(
         startup_timeout=settings.vllm_startup_timeout,
     ):
         yield root
+
+
+def served_backend(
+    root: str, model_dir: str, work_dir: Path, *, max_concurrency: int = 64
+) -> OpenAIBackend:
+    """A sampler on the vLLM server at ``root`` after pointing it at the HF model in
+    ``model_dir`` (reloaded in place from an untied copy): Stage 1 of a round on the server
+    that the round's training will then keep in sync."""
+    from swirl.model import load_tokenizer
+
+    control = ServerControl(root)
+    control.reload(untied_copy(model_dir, work_dir / "served-model"), model_dir)
+    return OpenAIBackend(
+        f"{root}/v1",
+        load_tokenizer(model_dir),
+        model=SERVED_NAME,
+        context_length=4096,
+        max_concurrency=max_concurrency,
+        prompt_format="ids",
+    )

@@ -56,10 +56,18 @@ class ServerControl:
         except ValueError:  # e.g. load_lora_adapter answers in plain text
             return response.text
 
-    def finish(self, version: int) -> None:
+    def finish(self, version: int | str) -> None:
         """Drop the prefix cache of the old weights and record the new weight version."""
         self.post("/reset_prefix_cache")
         self.post("/update_weight_version", {"new_version": str(version)})
+
+    def reload(self, weights_dir: Path, version: int | str) -> None:
+        """Reload the server's weights in place from the (untied) HF folder ``weights_dir``."""
+        self.post(
+            "/collective_rpc",
+            {"method": "reload_weights", "kwargs": {"weights_path": str(weights_dir)}},
+        )
+        self.finish(version)
 
     def weight_version(self) -> str | None:
         response = httpx.get(f"{self.root}/weight_info", timeout=self.timeout)
@@ -77,13 +85,8 @@ class CheckpointSync:
 
     def sync(self, model: torch.nn.Module, version: int) -> float:
         started = time.perf_counter()
-        state = {name: tensor for name, tensor in model.state_dict().items()}
-        write_untied(state, self.config_dir, self.directory)
-        self.control.post(
-            "/collective_rpc",
-            {"method": "reload_weights", "kwargs": {"weights_path": str(self.directory)}},
-        )
-        self.control.finish(version)
+        write_untied(model.state_dict(), self.config_dir, self.directory)
+        self.control.reload(self.directory, version)
         return time.perf_counter() - started
 
 
