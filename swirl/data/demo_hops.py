@@ -119,6 +119,15 @@ def group_sizes(split: str) -> dict[str, int]:
     return {"people": people, "companies": people // 4, "books": people // 4}
 
 
+LAST_YEAR = 2023
+
+
+def _year_after(rng: random.Random, born: int, earliest: int, latest: int) -> int:
+    """A year ``earliest`` to ``latest`` years after ``born``, uniform, and never after
+    :data:`LAST_YEAR` (drawn within the range, so no year collects the overflow)."""
+    return rng.randint(born + earliest, min(born + latest, LAST_YEAR))
+
+
 def _group(world_cities: list[City], names: InventedNames, rng: random.Random, split: str) -> Group:
     sizes = group_sizes(split)
     people = []
@@ -139,7 +148,7 @@ def _group(world_cities: list[City], names: InventedNames, rng: random.Random, s
         company = Company(
             f"{names.stem()} {word}",
             industry,
-            min(founder.birth_year + rng.randint(22, 60), 2023),
+            _year_after(rng, founder.birth_year, 22, 60),
             founder=founder.name,
             headquarters=rng.choice(world_cities).name,
         )
@@ -155,7 +164,7 @@ def _group(world_cities: list[City], names: InventedNames, rng: random.Random, s
             Book(
                 f"{names.stem()} {rng.choice(BOOK_NOUNS)}",
                 rng.choice(BOOK_GENRES),
-                min(author.birth_year + rng.randint(20, 85), 2023),
+                _year_after(rng, author.birth_year, 20, 85),
                 author.name,
             )
         )
