@@ -49,3 +49,23 @@ def data_fingerprints(
     if corpus is not None:
         prints["corpus"] = corpus_fingerprint(corpus)
     return prints
+
+
+def evaluation_fingerprints(
+    examples: Sequence[Example],
+    data: str,
+    *,
+    split: str,
+    data_format: str | None = None,
+    retriever_url: str | None = None,
+) -> dict[str, str]:
+    """The fingerprints of an evaluation of ``examples`` from dataset ``data``: its questions,
+    and the corpus its search tool indexes (a remote retriever is named by its URL instead; a
+    task without search has no corpus)."""
+    if not any(example.task == "qa" for example in examples):
+        return data_fingerprints(examples, None)
+    if retriever_url:
+        return {**data_fingerprints(examples, None), "retriever": retriever_url}
+    from swirl.data.registry import load_corpus
+
+    return data_fingerprints(examples, load_corpus(data, split=split, format=data_format))
