@@ -103,11 +103,11 @@ def sign_flip_p(differences: Sequence[float], *, seed: int = 0) -> tuple[float, 
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=values.size)))
         extreme = np.count_nonzero(np.abs(signs @ values / values.size) >= observed - tolerance)
         # the observed pattern and its negation always count: p >= 2 / 2**n
-        return extreme / len(signs), 2 / len(signs)
+        return int(extreme) / len(signs), 2 / len(signs)
     rng = np.random.default_rng(seed)
     signs = rng.choice((1.0, -1.0), size=(_MONTE_CARLO_FLIPS, values.size))
     extreme = np.count_nonzero(np.abs(signs @ values / values.size) >= observed - tolerance)
-    return (1 + extreme) / (1 + _MONTE_CARLO_FLIPS), 1 / (1 + _MONTE_CARLO_FLIPS)
+    return (1 + int(extreme)) / (1 + _MONTE_CARLO_FLIPS), 1 / (1 + _MONTE_CARLO_FLIPS)
 
 
 def two_level_bootstrap(
