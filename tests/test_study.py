@@ -73,8 +73,16 @@ def test_report_statistics_across_seeds_on_a_constructed_case(tmp_path: Path) ->
         swirl = [scored(q, q <= 4 + seed, 0.3 + 0.05 * q, stratum(q)) for q in range(10)]
         write_cell(root / "sft" / "eval", base)
         write_cell(root / "swirl" / "round-1" / "eval", swirl)
+    # the trainer logs the fraction of informative groups per step (RL arms only)
+    train = tmp_path / "seed-1" / "swirl" / "round-1" / "train"
+    train.mkdir(parents=True)
+    steps = [{"step": 1, "informative_frac": 0.25}, {"step": 2, "informative_frac": 0.75}]
+    (train / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
     write_study_report(tmp_path, config)
     results = json.loads((tmp_path / "study.json").read_text())
+    assert results["costs"]["swirl"]["1"]["informative_frac"] == pytest.approx(0.5)
+    assert results["costs"]["sft"]["1"]["informative_frac"] is None
+    assert list(results["costs"]["base"]) == ["0"]
 
     def find(arm: str, against: str, metric: str, stratum: str = "all") -> dict:
         (match,) = [
@@ -122,6 +130,7 @@ def test_report_statistics_across_seeds_on_a_constructed_case(tmp_path: Path) ->
     assert "| swirl - base | +0.400, +0.500, +0.600 | +0.500 [" in text
     assert "| base | one run (seed 0, deterministic) | 10 |" in text
     assert "**3 seeds is fewer than 5:**" in text and "| pooled |" not in text
+    assert "| 0.50 |" in text and "| n/a |" in text  # informative groups per arm
     assert "| *options: random* |" not in text  # no baselines recorded in these summaries
     for png in ("study_metrics.png", "study_differences.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
