@@ -125,17 +125,14 @@ def tuning_markdown(results: TuningResults) -> list[str]:
     metric = METRIC_NAMES[results.metric]
     seeds = ", ".join(map(str, results.seeds))
     grid = "; ".join(f"{key} in {values}" for key, values in results.grid.items())
+    points = [point_name(p.point) for p in results.arms[0].points] if results.arms else []
     lines = [
         f"Grid: {grid}. Every tuned arm ran every point at validation seeds {seeds} "
         f"({results.validation_questions} validation questions); selection metric: {metric}, "
         "mean over the seeds (ties: the first point in grid order).",
         "",
-        "| arm | runs | "
-        + " | ".join(point_name(p.point) for p in results.arms[0].points)
-        + " | chosen |"
-        if results.arms
-        else "| arm | runs | chosen |",
-        "|---|---|" + "---|" * (len(results.arms[0].points) + 1 if results.arms else 1),
+        "| " + " | ".join(["arm", "runs", *points, "chosen"]) + " |",
+        "|---|---|" + "---|" * (len(points) + 1),
     ]
     for arm in results.arms:
         cells = [
