@@ -141,6 +141,10 @@ def check_fingerprints(config: StudyConfig, folder_of) -> dict[str, str]:
     for arm in config.arms:
         for seed in run_seeds(config, arm):
             summary = folder_of(seed, arm) / "summary.json"
+            if not summary.exists():
+                raise FileNotFoundError(
+                    f"{summary}: this cell has not been evaluated (run the study)"
+                )
             report = msgspec.json.decode(summary.read_bytes(), type=EvalReport)
             found[f"seed-{seed}/{arm.name}"] = report.fingerprints
     (first, prints), *others = found.items()

@@ -317,11 +317,14 @@ def test_tiny_study_runs_reports_and_resumes(
     assert main(["study", "--config", str(config), "--out", str(out), "--threads", "2"]) == 0
     results = json.loads((out / "study.json").read_text())
     assert results["arms"] == ["base", "swirl", "outcome"]
-    assert {c["arm"] for c in results["comparisons"]} == {"swirl", "outcome"}
+    assert {c["arm"] for c in results["seed_comparisons"]} == {"swirl", "outcome"}
+    assert {c["arm"] for c in results["per_seed"]} == {"swirl", "outcome"}
     for arm in ("swirl", "outcome"):
-        assert results["metrics"][arm]["pooled"]["questions"] == 2
+        assert results["metrics"][arm]["0"]["questions"] == 2
         assert results["costs"][arm]["0"]["train_tokens"] > 0
     assert results["costs"]["outcome"]["0"]["sampled_tokens"] > 0
+    assert set(results["fingerprints"]) == {"questions", "corpus"}  # every cell's, the same
+    assert "majority per kind" in {b["name"] for b in results["baselines"]}
     # every arm trained on the same Stage-1 questions and was evaluated on the same ones
     stage1 = out / "seed-0" / "stage1" / "trajectories.jsonl"
     swirl_round = out / "seed-0" / "swirl" / "round-1" / "trajectories.jsonl"
