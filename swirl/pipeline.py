@@ -213,12 +213,24 @@ class Pipeline:
 
         return load_examples(self.config.data, split=split, limit=limit, seed=self.data_seed)
 
+    @property
+    def eval_data_split(self) -> str:
+        """The dataset split the held-out questions come from: ``eval_split``, except for a
+        dataset without a validation split, whose validation questions are train-split ones."""
+        from swirl.data.registry import splits_of
+
+        split = self.config.eval_split
+        return split if split in (splits_of(self.config.data) or (split,)) else "train"
+
     def eval_examples(self):
-        """The held-out questions: the first ``eval_limit`` of the test split, or the
-        ``validation_limit`` train-split questions after the ``train_limit`` training ones."""
+        """The held-out questions: the first ``eval_limit`` of the test split; for validation
+        the first ``validation_limit`` of the dataset's validation split, or where it has none
+        the ``validation_limit`` train-split questions after the ``train_limit`` training ones."""
         config = self.config
         if config.eval_split == "test":
             return self._examples("test", config.eval_limit)
+        if self.eval_data_split == "validation":
+            return self._examples("validation", config.validation_limit)
         # A split's first N questions are the same for every larger N (drawn in sequence).
         drawn = self._examples("train", config.train_limit + config.validation_limit)
         return drawn[config.train_limit :]
@@ -252,11 +264,12 @@ class Pipeline:
     def evaluate(self, model: str | None, out: Path) -> None:
         """Greedy multi-step rollouts of the held-out questions, judged and scored."""
         from swirl.backends.hf import HFBackend
+        from swirl.data.fingerprint import evaluation_fingerprints
         from swirl.env import run_episodes
         from swirl.evaluate import evaluate
 
         examples = self.eval_examples()
-        split = "test" if self.config.eval_split == "test" else "train"
+        split = self.eval_data_split
 
         def rollout(pending):
             pending = list(pending)
@@ -281,6 +294,13 @@ class Pipeline:
                 "split": self.config.eval_split,
                 "judge": self.config.judge.spec,
             },
+            fingerprints=evaluation_fingerprints(
+                examples,
+                self.config.data,
+                split=split,
+                retriever_url=self.config.tools.retriever_url,
+            ),
+            training=self._examples("train", self.config.train_limit),
         )
 
     def rollout_server(self) -> str | None:

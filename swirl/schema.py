@@ -61,11 +61,14 @@ class Action(msgspec.Struct, frozen=True):
 
 
 class Judgment(msgspec.Struct, kw_only=True):
-    """A label from a judge: ``verdict`` is None when the judge's output could not be parsed."""
+    """A label from a judge: ``verdict`` is None when the judge's output could not be parsed.
+    ``rule`` names the rule that decided it (rule-based judges, e.g. ``"answer: supported"``);
+    None for a model's judgment, whose reasons are in ``explanation``."""
 
     judge: str
     verdict: bool | None
     explanation: str = ""
+    rule: str | None = None
 
 
 class Step(msgspec.Struct, kw_only=True):
