@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
-from swirl.prompts import TEMPLATES, ChatTurns, PromptTemplate, observation_content, render_chat
+from swirl.prompts import (
+    TEMPLATES,
+    ChatTurns,
+    PromptTemplate,
+    observation_content,
+    render_chat,
+    template_for,
+)
 from swirl.schema import Example, Step, Termination, Trajectory
 from swirl.settings import RolloutSettings, ToolSettings
 from swirl.tags import parse_action
@@ -111,7 +118,7 @@ class _Environment:
         self.context_limit = config.max_context_tokens or backend.context_length
 
     def start(self, example: Example, sample_index: int) -> _Episode:
-        template = self.templates.get(example.task)
+        template = template_for(example, self.templates)
         if template is None:
             raise ValueError(
                 f"example {example.id!r}: no prompt template for task {example.task!r}"
@@ -239,7 +246,8 @@ def run_episodes(
 
     ``tools`` serve the action kinds (one per kind). ``params.seed`` (when set) seeds every turn
     by (seed, example id, sample index, step), so a turn's random draws do not depend on batching
-    or on resuming (its logits can, in the last float bits, with the batch's shape). ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`).
+    or on resuming (its logits can, in the last float bits, with the batch's shape). ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`, where a
+    dataset with worked examples of its own, such as demo-hops, uses them).
     ``skip`` holds (example id, sample index) pairs already done, which are not run again.
     Examples are read lazily; at most ``config.max_live_episodes`` episodes are in flight.
     """

@@ -240,3 +240,20 @@ def test_real_model_states_seeds_and_resume(embedded_model):
     assert len(resumed) == 2
     for key, trajectory in resumed.items():
         assert trajectory == uninterrupted[key]
+
+
+def test_a_dataset_with_worked_examples_of_its_own_is_prompted_with_them(tokenizer):
+    """demo-hops questions are rolled out with demo-hops' worked examples (questions of its
+    training split), not the generic QA ones."""
+    from swirl.data import load_examples
+    from swirl.data.demo_hops import prompt_questions
+    from swirl.prompts import QA_TEMPLATE
+
+    (example,) = load_examples("demo-hops", split="validation", limit=1)
+    backend = RecordingBackend(
+        ScriptedBackend(tokenizer, {example.question: ["<answer>x</answer>"]})
+    )
+    (trajectory,) = run_episodes([example], backend, tools=[])
+    for worked in prompt_questions():
+        assert worked.question in trajectory.prompt_text
+    assert QA_TEMPLATE.examples[0].question not in trajectory.prompt_text
