@@ -45,7 +45,9 @@ from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
 from swirl.pipeline import Model, Pipeline, RunConfig, run_config_values
 
-ArmMode = Literal["base", "sft", "offline", "online", "outcome"]
+ArmMode = Literal["base", "sft", "offline", "online", "outcome", "trajectory-process"]
+# Arms that roll out whole trajectories from the Stage-1 questions (their trajectories unused).
+ROLLOUT_ARMS = frozenset({"outcome", "trajectory-process"})
 # Modes whose evaluation does not depend on the seed (no training, greedy decoding): one run.
 DETERMINISTIC_MODES = frozenset({"base"})
 # Per-question metrics a study compares arms on (swirl.evaluate.EvalRecord fields).
@@ -61,6 +63,10 @@ class ArmConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     filter: Strategy | None = None  # None: the run's filter (sft, online); unfiltered (offline)
     rounds: int = 1  # online only: SWiRL rounds
     train: dict[str, Any] = {}  # TrainConfig fields over the run's [train] table
+    # The judge of this arm's step labels (its filter, offline labels) and training rewards,
+    # e.g. "reference" beside a run judged "grounded"; None: the run's judge. The seed's
+    # Stage-1 trajectories are shared and relabelled for the arm.
+    judge: str | None = None
 
 
 DEFAULT_ARMS = [
@@ -204,6 +210,8 @@ def arm_run(run: RunConfig, arm: ArmConfig, *, seed: int) -> RunConfig:
     values.update(rounds=arm.rounds)
     if arm.filter is not None:
         values["filter"] = arm.filter
+    if arm.judge is not None:
+        values["judge"] = {**values["judge"], "judge": arm.judge}
     values["train"] = {**values["train"], **arm.train}
     try:
         return msgspec.convert(values, RunConfig)
@@ -283,7 +291,9 @@ class Study:
             # find nothing left to do), so every arm starts from the same data.
             first = root / "round-1"
             first.mkdir(exist_ok=True)
-            for name in ("trajectories", "labelled"):
+            # An arm with its own judge labels the shared trajectories in its round-1 judge stage.
+            shared = ("trajectories",) if arm.judge is not None else ("trajectories", "labelled")
+            for name in shared:
                 for suffix in (".jsonl", ".settings.json"):
                     target = first / f"{name}{suffix}"
                     if not target.exists():
@@ -303,13 +313,18 @@ class Study:
 
     def _training_data(self, pipeline: Pipeline, arm: ArmConfig, stage1: Path) -> Path:
         """What the arm trains on: filtered (sft), labelled or filtered (offline), or the Stage-1
-        trajectories (outcome: only their questions)."""
-        if arm.mode == "outcome":
+        trajectories (outcome, trajectory-process: only their questions). Labels are the
+        seed's, or the arm's own judge's on the seed's trajectories."""
+        if arm.mode in ROLLOUT_ARMS:
             return stage1 / "trajectories.jsonl"
+        labelled = stage1 / "labelled.jsonl"
+        if arm.judge is not None:
+            labelled = pipeline.out / "labelled.jsonl"
+            pipeline.stages.run("judge", pipeline.judge, stage1 / "trajectories.jsonl", labelled)
         if arm.mode == "offline" and arm.filter is None:
-            return stage1 / "labelled.jsonl"
+            return labelled
         filtered = pipeline.out / "filtered.jsonl"
-        pipeline.stages.run("filter", pipeline.filter, stage1 / "labelled.jsonl", filtered)
+        pipeline.stages.run("filter", pipeline.filter, labelled, filtered)
         return filtered
 
     def _transfer_pipeline(self, seed: int, arm: ArmConfig, root: Path) -> Pipeline:

@@ -283,6 +283,9 @@ train_limit = 2
 samples_per_question = 1
 filter = "none"
 
+[run.judge]
+judge = "grounded"
+
 [run.rollout]
 max_steps = 2
 max_new_tokens = 16
@@ -304,6 +307,15 @@ mode = "online"
 [[arms]]
 name = "outcome"
 mode = "outcome"
+
+[[arms]]
+name = "swirl-reference"
+mode = "online"
+judge = "reference"
+
+[[arms]]
+name = "traj-process"
+mode = "trajectory-process"
 """
 
 
@@ -316,13 +328,26 @@ def test_tiny_study_runs_reports_and_resumes(
     out = tmp_path / "study"
     assert main(["study", "--config", str(config), "--out", str(out), "--threads", "2"]) == 0
     results = json.loads((out / "study.json").read_text())
-    assert results["arms"] == ["base", "swirl", "outcome"]
-    assert {c["arm"] for c in results["seed_comparisons"]} == {"swirl", "outcome"}
-    assert {c["arm"] for c in results["per_seed"]} == {"swirl", "outcome"}
-    for arm in ("swirl", "outcome"):
+    trained = ("swirl", "outcome", "swirl-reference", "traj-process")
+    assert results["arms"] == ["base", *trained]
+    assert {c["arm"] for c in results["seed_comparisons"]} == set(trained)
+    assert {c["arm"] for c in results["per_seed"]} == set(trained)
+    for arm in trained:
         assert results["metrics"][arm]["0"]["questions"] == 2
         assert results["costs"][arm]["0"]["train_tokens"] > 0
-    assert results["costs"]["outcome"]["0"]["sampled_tokens"] > 0
+    for arm in ("outcome", "traj-process"):
+        assert results["costs"][arm]["0"]["sampled_tokens"] > 0
+    # the arm with its own judge relabelled the shared trajectories with it
+    from swirl.jsonl import read_jsonl
+    from swirl.schema import Trajectory
+
+    def judges(path: Path) -> set[str]:
+        return {s.process.judge for t in read_jsonl(path, Trajectory) for s in t.steps if s.process}
+
+    assert judges(out / "seed-0" / "stage1" / "labelled.jsonl") == {"grounded"}
+    assert judges(out / "seed-0" / "swirl-reference" / "round-1" / "labelled.jsonl") == {
+        "reference"
+    }
     assert set(results["fingerprints"]) == {"questions", "corpus"}  # every cell's, the same
     assert "majority per kind" in {b["name"] for b in results["baselines"]}
     # every arm trained on the same Stage-1 questions and was evaluated on the same ones
@@ -338,7 +363,7 @@ def test_tiny_study_runs_reports_and_resumes(
     stages_file.write_text(json.dumps(stages))
     assert main(["study", "--config", str(config), "--out", str(out)]) == 0
     log = capsys.readouterr().out
-    assert "[eval] ..." in log and log.count("done already") >= 5
+    assert "[eval] ..." in log and log.count("done already") >= 7
     assert json.loads((out / "study.json").read_text())["metrics"] == results["metrics"]
 
     # Finished cells need no model: with every checkpoint deleted (to free the disk) a rerun

@@ -778,3 +778,45 @@ def test_oversize_samples_are_dropped_and_counted(workspace: Path, tmp_path: Pat
     result = trainer.train()
     assert sum(m["oversize_dropped"] for m in result.metrics) > 0
     assert all(m["skipped_updates"] == 0 for m in result.metrics)
+
+
+class StepParityJudge:
+    """Process labels of every step: GOOD when the sum of its token ids is even."""
+
+    name = "step-parity"
+
+    def judge(self, batch, mode):
+        assert mode == "process"
+        return [
+            msgspec.structs.replace(
+                trajectory,
+                steps=[
+                    msgspec.structs.replace(
+                        s, process=Judgment(judge=self.name, verdict=sum(s.token_ids) % 2 == 0)
+                    )
+                    for s in trajectory.steps
+                ],
+            )
+            for _, trajectory in batch
+        ]
+
+
+def test_trajectory_process_mode_rewards_each_rollout_by_its_mean_process_label(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """The 2 x 2's whole-trajectory arm with process rewards: G rollouts per question, each
+    rewarded by the fraction of its steps judged GOOD, every written token trained with it."""
+    options = dict(
+        mode="trajectory-process", steps=1, states_per_step=2, samples_per_state=3, kl_coef=0.01
+    )
+    trainer = Trainer(config(workspace, tmp_path, **options), judge=StepParityJudge())
+    collected = trainer._collect(0)
+    assert len(collected.samples) == 2 * 3
+    for sample in collected.samples:
+        steps = sample.state.trajectory.steps
+        labels = [sum(s.token_ids) % 2 == 0 for s in steps]
+        assert sample.reward == pytest.approx(sum(labels) / len(labels))
+    packed = trainer._pack(collected)
+    assert packed.batch.num_targets == sum(s.num_tokens for s in collected.scored)
+    record = trainer._record(0, collected, packed, trainer._update(collected, packed), 0.0)
+    assert record["reward"] == pytest.approx(float(collected.rewards.mean()))

@@ -137,6 +137,7 @@ DEFAULT_BASELINE: dict[str, Baseline] = {
     "offline": "batch_mean",
     "sft": "none",
     "outcome": "group_mean",  # the G rollouts of one question
+    "trajectory-process": "group_mean",
 }
 
 
@@ -160,7 +161,7 @@ def degenerate_baseline(mode: str, baseline: Baseline | None, samples_per_state:
                 f"{baseline!r} gives zero advantages offline (each recorded state is a group of "
                 "one action); use batch_mean (the default) or none"
             )
-        if mode in ("online", "outcome") and samples_per_state < 2:
+        if samples_per_state < 2:
             return (
                 f"{baseline!r} needs samples_per_state >= 2 (a group of one sample has advantage "
                 "0); raise samples_per_state or use batch_mean or none"

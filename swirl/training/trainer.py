@@ -48,7 +48,7 @@ from swirl.training.advantages import (
     resolve_baseline,
 )
 from swirl.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
-from swirl.training.config import SAMPLED_MODES, TrainConfig
+from swirl.training.config import ROLLOUT_MODES, SAMPLED_MODES, TrainConfig
 from swirl.training.metrics_log import MetricsLog, read_metrics
 from swirl.training.objective import (
     MicroBatch,
@@ -250,7 +250,7 @@ class Trainer:
         self.baseline: Baseline = resolve_baseline(config.mode, config.baseline)
         self.examples = self._load_examples() if config.mode in SAMPLED_MODES else {}
         items: Sequence[State] | Sequence[Example]
-        if config.mode == "outcome":
+        if config.mode in ROLLOUT_MODES:
             items = self._questions()
         else:
             items = training_states(self.trajectories)
@@ -325,7 +325,7 @@ class Trainer:
         states x samples per state x tokens per sample (a whole rollout in outcome mode)."""
         config = self.config
         per_action = config.max_new_tokens or stage1_turn_budget(self.trajectories)
-        if config.mode == "outcome":
+        if config.mode in ROLLOUT_MODES:
             assert config.rollout is not None
             steps = config.rollout.max_steps or max(
                 TEMPLATES[t.task].default_max_steps for t in self.trajectories
@@ -497,13 +497,14 @@ class Trainer:
         )
         backend = self._sampling_backend()
         judge = judge or load_judge(config.judge)
-        if config.mode == "outcome":
+        if config.mode in ROLLOUT_MODES:
             from swirl.env import EnvConfig
             from swirl.training.outcome import OutcomeRollouts
 
             return OutcomeRollouts(
                 backend,
                 judge,
+                reward="process" if config.mode == "trajectory-process" else "outcome",
                 tools=tools,
                 env=EnvConfig.from_settings(
                     config.rollout,
