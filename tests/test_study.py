@@ -294,7 +294,7 @@ max_new_tokens = 16
 steps = 1
 states_per_step = 1
 samples_per_state = 2
-kl_coef = 0.0
+kl_coef = 0.01  # a loss term every step, so every arm trains some tokens
 
 [[arms]]
 name = "base"
