@@ -91,6 +91,9 @@ class _Episode:
     context: list[int]
     steps: list[Step] = field(default_factory=list)
     exact_ids: bool = True
+    # A continuation's name (see continue_episodes): part of its id and of its turns' seeds, so
+    # the continuations of one recorded state are independent draws.
+    branch: str = ""
 
 
 class _Environment:
@@ -131,6 +134,28 @@ class _Environment:
         ids = list(self.tokenizer.encode(text, add_special_tokens=False))
         return _Episode(example, sample_index, max_steps, text, ids, list(ids))
 
+    def resume(self, example: Example, prefix: Trajectory, branch: str) -> _Episode:
+        """The episode of ``example`` as ``prefix`` left it: its prompt and steps as recorded,
+        its context their token ids, ready for its next turn."""
+        template = template_for(example, self.templates)
+        if template is None:
+            raise ValueError(
+                f"example {example.id!r}: no prompt template for task {example.task!r}"
+            )
+        context = list(prefix.prompt_token_ids)
+        for step in prefix.steps:
+            context += step.token_ids + step.observation_token_ids
+        return _Episode(
+            example,
+            prefix.sample_index,
+            self.config.max_steps or template.default_max_steps,
+            prefix.prompt_text,
+            list(prefix.prompt_token_ids),
+            context,
+            [msgspec.structs.replace(step) for step in prefix.steps],
+            branch=branch,
+        )
+
     def turn_params(self, episode: _Episode) -> SamplingParams | None:
         """Sampling params of the episode's next turn; None when no token fits the context."""
         room = self.context_limit - len(episode.context)
@@ -139,7 +164,8 @@ class _Environment:
         seed = self.params.seed
         if seed is not None:
             # Per (example, sample, step): a resumed or re-batched run samples the same turn.
-            seed = derive_seed(seed, episode.example.id, episode.sample_index, len(episode.steps))
+            key = (seed, episode.example.id, episode.sample_index, len(episode.steps))
+            seed = derive_seed(*key, episode.branch) if episode.branch else derive_seed(*key)
         return msgspec.structs.replace(
             self.params, seed=seed, max_new_tokens=min(self.params.max_new_tokens, room)
         )
@@ -193,8 +219,9 @@ class _Environment:
             metadata["seed"] = self.params.seed
         if not episode.exact_ids:
             metadata["exact_token_ids"] = False
+        name = trajectory_id(episode.example.id, episode.sample_index)
         return Trajectory(
-            id=trajectory_id(episode.example.id, episode.sample_index),
+            id=f"{name}>{episode.branch}" if episode.branch else name,
             example_id=episode.example.id,
             sample_index=episode.sample_index,
             task=episode.example.task,
@@ -257,11 +284,49 @@ def run_episodes(
         backend, tools, params or SamplingParams(), config or EnvConfig(), templates or TEMPLATES
     )
     pending = (
-        (example, index)
+        env.start(example, index)
         for example in examples
         for index in range(samples_per_question)
         if (example.id, index) not in skip
     )
+    yield from _drive(env, pending)
+
+
+def continue_episodes(
+    starts: Iterable[tuple[Example, Trajectory, Completion, str]],
+    backend: GenerationBackend,
+    *,
+    tools: Sequence[Tool],
+    params: SamplingParams | None = None,
+    config: EnvConfig | None = None,
+    templates: Mapping[str, PromptTemplate] | None = None,
+) -> Iterator[Trajectory]:
+    """Continue recorded trajectories from a sampled turn to their end; yield each as it ends.
+
+    Each start is ``(example, prefix, completion, branch)``: ``prefix`` is a trajectory cut
+    before some step (its steps are kept as recorded), ``completion`` a turn sampled at that
+    state, which is executed as the next step (its tool runs), and the ``backend`` (the current
+    policy) then rolls on to an answer or the step cap. ``branch`` names the continuation: the
+    result's id is ``PREFIX_ID>BRANCH`` and its later turns are seeded by (seed, example,
+    sample, step, branch), so continuations of one state are independent and reproducible.
+    """
+    env = _Environment(
+        backend, tools, params or SamplingParams(), config or EnvConfig(), templates or TEMPLATES
+    )
+
+    def resumed() -> Iterator[_Episode | Trajectory]:
+        for example, prefix, completion, branch in starts:
+            episode = env.resume(example, prefix, branch)
+            termination = env.advance(episode, completion)
+            yield episode if termination is None else env.finish(episode, termination)
+
+    yield from _drive(env, resumed())
+
+
+def _drive(env: _Environment, pending: Iterator[_Episode | Trajectory]) -> Iterator[Trajectory]:
+    """Run ``pending`` episodes to their end, at most ``max_live_episodes`` at a time, every
+    live episode's next turn in one ``generate`` call; a pending item that is already a
+    trajectory (an episode that ended before its first turn here) is yielded as it comes."""
     live: deque[_Episode] = deque()
     exhausted = False
     while True:
@@ -269,8 +334,10 @@ def run_episodes(
             nxt = next(pending, None)
             if nxt is None:
                 exhausted = True
+            elif isinstance(nxt, Trajectory):
+                yield nxt
             else:
-                live.append(env.start(*nxt))
+                live.append(nxt)
         if not live:
             return
         batch: list[_Episode] = []
@@ -285,7 +352,7 @@ def run_episodes(
                 batch_params.append(turn)
         if not batch:
             continue
-        completions = backend.generate([e.context for e in batch], batch_params)
+        completions = env.backend.generate([e.context for e in batch], batch_params)
         for episode, completion in zip(batch, completions, strict=True):
             termination = env.advance(episode, completion)
             if termination is not None:

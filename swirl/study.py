@@ -9,7 +9,14 @@ questions, judged), and every arm starts from exactly that data:
   unless the arm names a filter: a process-filtered file holds only GOOD steps);
 - ``online``: SWiRL, G actions sampled per state and judged step by step (``rounds`` > 1
   iterates: generate with the trained model, judge, filter, train again);
-- ``outcome``: outcome-level RL, G whole rollouts per question, one reward per trajectory.
+- ``outcome``: outcome-level RL, G whole rollouts per question, one reward per trajectory;
+- ``stepwise-outcome`` and ``trajectory-process``: the other two corners of the 2 x 2 that
+  separates SWiRL's decomposition (per-step states) from its reward (per-step labels): G
+  actions at the filtered states rewarded by the outcome of completing them, and G whole
+  rollouts per question rewarded by their mean process label.
+
+An arm may name its own ``judge`` (e.g. ``reference`` in a study judged ``grounded``): the
+seed's Stage-1 trajectories are relabelled with it for the arm's filter and it rewards the arm.
 
 All trained arms take the run's ``train`` table (the same optimizer steps), then their own
 overrides, and train on the same Stage-1 questions. Every arm is evaluated on the same held-out
@@ -45,7 +52,9 @@ from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
 from swirl.pipeline import Model, Pipeline, RunConfig, run_config_values
 
-ArmMode = Literal["base", "sft", "offline", "online", "outcome", "trajectory-process"]
+ArmMode = Literal[
+    "base", "sft", "offline", "online", "outcome", "stepwise-outcome", "trajectory-process"
+]
 # Arms that roll out whole trajectories from the Stage-1 questions (their trajectories unused).
 ROLLOUT_ARMS = frozenset({"outcome", "trajectory-process"})
 # Modes whose evaluation does not depend on the seed (no training, greedy decoding): one run.

@@ -820,3 +820,42 @@ def test_trajectory_process_mode_rewards_each_rollout_by_its_mean_process_label(
     assert packed.batch.num_targets == sum(s.num_tokens for s in collected.scored)
     record = trainer._record(0, collected, packed, trainer._update(collected, packed), 0.0)
     assert record["reward"] == pytest.approx(float(collected.rewards.mean()))
+
+
+class RecordingOutcomeJudge(OutcomeParityJudge):
+    """OutcomeParityJudge that keeps every trajectory it judged."""
+
+    def __init__(self) -> None:
+        self.seen: list[Trajectory] = []
+
+    def judge(self, batch, mode):
+        labelled = super().judge(batch, mode)
+        self.seen += labelled
+        return labelled
+
+
+def test_stepwise_outcome_mode_rewards_each_sampled_step_by_its_completions_outcome(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 2 x 2's step-wise arm with outcome rewards: each action sampled at a state is
+    completed from that state and rewarded by the completed trajectory's outcome; only the
+    sampled action is trained."""
+    from swirl.training.completions import CompletedOutcomeScorer
+
+    monkeypatch.setattr(CompletedOutcomeScorer, "invalid_reason", lambda self, completion: None)
+    judge = RecordingOutcomeJudge()
+    options = dict(
+        mode="stepwise-outcome", steps=1, states_per_step=2, samples_per_state=3, kl_coef=0.01
+    )
+    trainer = Trainer(config(workspace, tmp_path, **options), judge=judge)
+    collected = trainer._collect(0)
+    assert len(collected.samples) == 2 * 3 and len(judge.seen) == 6
+    completed = {t.id.rpartition(">")[2]: t for t in judge.seen}
+    for index, sample in enumerate(collected.samples):
+        trajectory = completed[f"0.{index}"]
+        state = sample.state
+        assert trajectory.steps[: state.step_index] == state.trajectory.steps[: state.step_index]
+        assert trajectory.steps[state.step_index].token_ids == sample.actions[0][1]
+        assert sample.reward == float(trajectory.outcome.verdict)
+    packed = trainer._pack(collected)
+    assert packed.batch.num_targets == sum(len(s.actions[0][1]) for s in collected.scored)

@@ -137,6 +137,7 @@ DEFAULT_BASELINE: dict[str, Baseline] = {
     "offline": "batch_mean",
     "sft": "none",
     "outcome": "group_mean",  # the G rollouts of one question
+    "stepwise-outcome": "group_mean",
     "trajectory-process": "group_mean",
 }
 

@@ -19,10 +19,10 @@ from swirl.settings import JudgeSettings, RolloutSettings, ToolSettings
 from swirl.training.advantages import Baseline, degenerate_baseline, resolve_baseline
 from swirl.training.schedule import Schedule
 
-Mode = Literal["online", "offline", "sft", "outcome", "trajectory-process"]
+Mode = Literal["online", "offline", "sft", "outcome", "stepwise-outcome", "trajectory-process"]
 Aggregation = Literal["token", "sequence", "constant"]
 # actions sampled from the live policy while training
-SAMPLED_MODES = ("online", "outcome", "trajectory-process")
+SAMPLED_MODES = ("online", "outcome", "stepwise-outcome", "trajectory-process")
 # whole trajectories rolled out per question (the rest sample one action per recorded state)
 ROLLOUT_MODES = ("outcome", "trajectory-process")
 
@@ -68,8 +68,11 @@ class TrainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             description="online: sample G actions per state, judge each step (SWiRL); offline: "
             "recorded actions, stored process labels as rewards; sft: likelihood of recorded "
             "actions; outcome: G whole rollouts per question, one reward per trajectory from its "
-            "judged answer (outcome-level, 'single-step' RL); trajectory-process: G whole "
-            "rollouts per question as outcome, each rewarded by its mean process label"
+            "judged answer (outcome-level, 'single-step' RL); stepwise-outcome: G actions per "
+            "state as online, each completed to an answer by the current policy and rewarded by "
+            "that answer's outcome (the step is trained, not its completion); "
+            "trajectory-process: G whole rollouts per question as outcome, each rewarded by its "
+            "mean process label"
         ),
     ] = "online"
     model: Annotated[

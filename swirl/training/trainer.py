@@ -62,7 +62,7 @@ from swirl.training.objective import (
 )
 from swirl.training.plots import plot_curves
 from swirl.training.schedule import make_scheduler
-from swirl.training.sources import ActionSource, RecordedActions, SampledActions
+from swirl.training.sources import ActionScorer, ActionSource, RecordedActions, SampledActions
 from swirl.training.states import State, StateStream, training_states
 from swirl.training.trees import ActionSample, build_sequences
 
@@ -515,15 +515,34 @@ class Trainer:
                 params=params,
                 seed=config.seed,
             )
-        from swirl.training.rewards import StepScorer
+        scorer: ActionScorer
+        if config.mode == "stepwise-outcome":
+            from swirl.env import EnvConfig
+            from swirl.training.completions import CompletedOutcomeScorer
 
-        scorer = StepScorer(
-            judge,
-            examples=self.examples,
-            tools=tools,
-            tokenizer=self.tokenizer,
-            observation_max_tokens=config.tools.observation_tokens,
-        )
+            scorer = CompletedOutcomeScorer(
+                judge,
+                backend,
+                examples=self.examples,
+                tools=tools,
+                params=params,
+                env=EnvConfig.from_settings(
+                    config.rollout,
+                    config.tools,
+                    max_live_episodes=config.states_per_step * config.samples_per_state,
+                ),
+                seed=config.seed,
+            )
+        else:
+            from swirl.training.rewards import StepScorer
+
+            scorer = StepScorer(
+                judge,
+                examples=self.examples,
+                tools=tools,
+                tokenizer=self.tokenizer,
+                observation_max_tokens=config.tools.observation_tokens,
+            )
         return SampledActions(
             backend,
             scorer,
