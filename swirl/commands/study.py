@@ -16,7 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="study TOML: seeds, reference, transfer, primary = ['ARM - OTHER', ...] and "
         "primary_metric, a [run] table (with [run.train], ...), [[arms]] (name, mode = "
-        "base|sft|offline|online|outcome, filter, rounds, train) and a [tuning] grid (seeds, "
+        "base|sft|offline|online|outcome|stepwise-outcome|trajectory-process, filter, rounds, "
+        "judge, train) and a [tuning] grid (seeds, "
         "metric, arms, and a list of values per TrainConfig field, e.g. lr = [...]); default: the "
         "five standard arms, one seed, the run defaults",
     )
