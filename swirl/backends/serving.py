@@ -16,7 +16,10 @@ weight sync of the chosen tier.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,12 +183,13 @@ def vllm_server(
     work_dir: Path,
     dtype: str = "float32",
     lora_rank: int | None = None,
-    tier: SyncTier = "checkpoint",
+    tier: SyncTier | None = "checkpoint",
     context_length: int = 4096,
 ) -> Iterator[str]:
     """The root URL (``http://host:port``) of the server to use: the user's (``vllm:URL``), or
-    one started here on ``model_dir`` (an untied copy of it for the checkpoint tier) for the
-    context's lifetime, its log in ``work_dir/vllm.log``."""
+    one started here on ``model_dir`` (an untied copy of it for the checkpoint tier; ``tier``
+    None: a server whose weights never change) for the context's lifetime, its log in
+    ``work_dir/vllm.log``."""
     if settings.url is not None:
         yield settings.url.rstrip("/").removesuffix("/v1")
         return
@@ -233,6 +237,40 @@ def served_backend(
         load_tokenizer(model_dir),
         model=SERVED_NAME,
         context_length=4096,
+        max_concurrency=max_concurrency,
+        prompt_format="ids",
+    )
+
+
+_STARTED = contextlib.ExitStack()  # servers started for this process's lifetime
+atexit.register(_STARTED.close)
+
+
+def start_vllm_backend(
+    model_dir: str, *, max_concurrency: int = 64, context_length: int = 4096
+) -> OpenAIBackend:
+    """A sampler on a vLLM server started here on ``model_dir`` for the rest of this process
+    (``--backend vllm`` of ``swirl generate`` and ``swirl eval``: weights that never change).
+    The server is stopped at exit, and by Linux when this process dies."""
+    from swirl.model import load_tokenizer
+
+    work_dir = Path(tempfile.mkdtemp(prefix="swirl-vllm-"))
+    settings = ServingSettings(engine="vllm")
+    root = _STARTED.enter_context(
+        vllm_server(
+            settings,
+            model_dir=model_dir,
+            work_dir=work_dir,
+            tier=None,
+            context_length=context_length,
+        )
+    )
+    print(f"vLLM server on {root} (log: {work_dir / 'vllm.log'})", file=sys.stderr)
+    return OpenAIBackend(
+        f"{root}/v1",
+        load_tokenizer(model_dir),
+        model=SERVED_NAME,
+        context_length=context_length,
         max_concurrency=max_concurrency,
         prompt_format="ids",
     )
