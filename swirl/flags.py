@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import msgspec
@@ -57,11 +57,14 @@ def add_struct_flags(
     cls: type[msgspec.Struct],
     *,
     skip: Collection[str] = (),
+    flag_names: Mapping[str, str] | None = None,
 ) -> None:
     """One flag per field of ``cls`` (nested Structs flattened), each defaulting to None.
 
     Fields named ``no_*`` with a False default become plain switches (``--no-judge-cache``),
     other booleans ``--x / --no-x``; a field whose type has no flag form (a list) is skipped.
+    ``flag_names`` renames the flag of a field (``{"engine": "--rollout"}``); its dest stays
+    the field name.
     """
     hints = typing.get_type_hints(cls, include_extras=True)
     descriptions = field_descriptions(cls)
@@ -70,12 +73,12 @@ def add_struct_flags(
         if field.name in skip:
             continue
         if field.name in nested:
-            add_struct_flags(parser, nested[field.name], skip=skip)
+            add_struct_flags(parser, nested[field.name], skip=skip, flag_names=flag_names)
             continue
         kind, choices = _scalar(hints[field.name])
         if kind not in (str, int, float, bool):
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flag = (flag_names or {}).get(field.name, "--" + field.name.replace("_", "-"))
         default = None if field.default is msgspec.NODEFAULT else field.default
         help_text = descriptions.get(field.name, "")
         if default not in (None, ""):

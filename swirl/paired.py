@@ -8,7 +8,10 @@ every difference is ``b - a``, so a positive one means ``b`` scores higher.
 - :func:`mcnemar` for 0/1 outcomes (exact match, judge accuracy): the exact McNemar test, with the
   Newcombe hybrid score interval for the difference of the two proportions.
 - :func:`paired_bootstrap` for any per-question score (F1, mean process label, tool calls, or
-  0/1 outcomes too): a percentile bootstrap over questions.
+  0/1 outcomes too): a percentile bootstrap over questions; :func:`sign_test`, the exact test
+  used instead where a bootstrap over so few questions is not valid (:func:`paired_scores`).
+- :func:`format_p`: a p-value as a report prints it; a bootstrap p at its resampling floor is
+  printed as a bound ("≤ 0.0002"), never as if it were exact.
 - :func:`holm` adjusts the p-values of a family of comparisons (several arms against base and
   against SWiRL) for multiplicity.
 """
@@ -27,18 +30,18 @@ from swirl.metrics import bootstrap_means, percentile_interval, wilson_interval
 class PairedTest(msgspec.Struct, kw_only=True, frozen=True):
     """The difference ``mean(b) - mean(a)`` over ``n`` paired questions, its interval and p-value.
 
-    ``a_only``/``b_only`` (McNemar only) count the discordant questions: those only arm ``a``,
-    respectively only arm ``b``, got right. ``resamples`` is set for the bootstrap only.
+    ``a_only``/``b_only`` (McNemar, sign test) count the discordant questions: those where arm
+    ``a``, respectively arm ``b``, scored higher. ``resamples`` is set for the bootstrap only.
     """
 
     method: str  # the test, e.g. "McNemar exact"
-    interval: str  # how [low, high] was made, e.g. "Newcombe hybrid score"
+    interval: str  # how [low, high] was made, e.g. "Newcombe hybrid score"; "" when none is
     n: int
     mean_a: float
     mean_b: float
     difference: float
-    low: float
-    high: float
+    low: float | None  # None: the test gives no interval (the sign test)
+    high: float | None
     confidence: float
     p_value: float  # two-sided
     a_only: int | None = None
@@ -47,12 +50,26 @@ class PairedTest(msgspec.Struct, kw_only=True, frozen=True):
 
     def __str__(self) -> str:
         """E.g. ``+0.060 [+0.010, +0.110], p=0.021 (McNemar exact, n=200)``."""
-        # Three decimals would print a bootstrap's smallest p-values (about 1e-4) as 0.000.
-        p_value = f"{self.p_value:.3f}" if self.p_value >= 0.001 else f"{self.p_value:.1e}"
+        interval = "" if self.low is None else f" [{self.low:+.3f}, {self.high:+.3f}]"
         return (
-            f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}], p={p_value} "
+            f"{self.difference:+.3f}{interval}, p={format_p(self.p_value, self.resamples)} "
             f"({self.method}, n={self.n})"
         )
+
+
+def resampling_floor(resamples: int) -> float:
+    """The smallest two-sided p :func:`paired_bootstrap` can give: ``2 / (1 + resamples)``."""
+    return 2 / (1 + resamples)
+
+
+def format_p(p_value: float | None, resamples: int | None = None) -> str:
+    """A p-value for a report: 3 decimals, 2 significant digits below 0.001, "n/a" for None;
+    a resampling p at its floor as the bound it is, "≤ 0.0002" (``resamples`` given)."""
+    if p_value is None:
+        return "n/a"
+    if resamples is not None and p_value <= resampling_floor(resamples) * (1 + 1e-9):
+        return f"≤ {resampling_floor(resamples):.2g}"
+    return f"{p_value:.3f}" if p_value >= 0.001 else f"{p_value:.2g}"
 
 
 def _paired_arrays(
@@ -184,6 +201,42 @@ def paired_bootstrap(
         p_value=min(1.0, 2 * (1 + int(other_side)) / (1 + resamples)),
         resamples=resamples,
     )
+
+
+# Below this many questions a percentile bootstrap of a mean undercovers (its resamples take only
+# a few distinct values); the exact sign test is used instead.
+MIN_BOOTSTRAP_QUESTIONS = 20
+
+
+def sign_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
+    """Exact two-sided sign test of ``b - a`` per question (each arm shape ``(n,)``): among the
+    questions where the arms differ, are ``b``'s wins as likely as its losses (Bin(d, 1/2))?
+    Distribution-free and valid at any n; it gives no interval."""
+    first, second = _paired_arrays("sign_test", a, b)
+    differences = second - first
+    wins, losses = int(np.count_nonzero(differences > 0)), int(np.count_nonzero(differences < 0))
+    return PairedTest(
+        method="sign test exact",
+        interval="",
+        n=differences.size,
+        mean_a=float(first.mean()),
+        mean_b=float(second.mean()),
+        difference=float(differences.mean()),
+        low=None,
+        high=None,
+        confidence=0.95,
+        p_value=_exact_mcnemar_p(losses, wins),  # the same binomial tail as McNemar's
+        a_only=losses,
+        b_only=wins,
+    )
+
+
+def paired_scores(a: Sequence[float], b: Sequence[float], **bootstrap: int) -> PairedTest:
+    """The paired test of per-question scores: :func:`paired_bootstrap`, or the exact
+    :func:`sign_test` below :data:`MIN_BOOTSTRAP_QUESTIONS` questions."""
+    if len(a) < MIN_BOOTSTRAP_QUESTIONS:
+        return sign_test(a, b)
+    return paired_bootstrap(a, b, **bootstrap)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

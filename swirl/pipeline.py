@@ -20,6 +20,7 @@ Layout of ``runs/<name>/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ import msgspec
 from swirl.config_files import load_struct, pin_config
 from swirl.filtering import Strategy
 from swirl.settings import JudgeSettings, RecordedSettings, RolloutSettings, ToolSettings
-from swirl.training.config import TrainConfig
+from swirl.training.config import SAMPLED_MODES, TrainConfig
 
 
 def _run_train_defaults() -> TrainConfig:
@@ -194,6 +195,8 @@ class Pipeline:
         self.log = log
         pin_config(self.out / "run_config.json", config, "run")
         self.stages = Stages(self.out / "stages.json", log)
+        self.resources = contextlib.ExitStack()
+        self.server_root: str | None = None
         if threads:
             import torch
 
@@ -210,12 +213,24 @@ class Pipeline:
 
         return load_examples(self.config.data, split=split, limit=limit, seed=self.data_seed)
 
+    @property
+    def eval_data_split(self) -> str:
+        """The dataset split the held-out questions come from: ``eval_split``, except for a
+        dataset without a validation split, whose validation questions are train-split ones."""
+        from swirl.data.registry import splits_of
+
+        split = self.config.eval_split
+        return split if split in (splits_of(self.config.data) or (split,)) else "train"
+
     def eval_examples(self):
-        """The held-out questions: the first ``eval_limit`` of the test split, or the
-        ``validation_limit`` train-split questions after the ``train_limit`` training ones."""
+        """The held-out questions: the first ``eval_limit`` of the test split; for validation
+        the first ``validation_limit`` of the dataset's validation split, or where it has none
+        the ``validation_limit`` train-split questions after the ``train_limit`` training ones."""
         config = self.config
         if config.eval_split == "test":
             return self._examples("test", config.eval_limit)
+        if self.eval_data_split == "validation":
+            return self._examples("validation", config.validation_limit)
         # A split's first N questions are the same for every larger N (drawn in sequence).
         drawn = self._examples("train", config.train_limit + config.validation_limit)
         return drawn[config.train_limit :]
@@ -249,11 +264,12 @@ class Pipeline:
     def evaluate(self, model: str | None, out: Path) -> None:
         """Greedy multi-step rollouts of the held-out questions, judged and scored."""
         from swirl.backends.hf import HFBackend
+        from swirl.data.fingerprint import evaluation_fingerprints
         from swirl.env import run_episodes
         from swirl.evaluate import evaluate
 
         examples = self.eval_examples()
-        split = "test" if self.config.eval_split == "test" else "train"
+        split = self.eval_data_split
 
         def rollout(pending):
             pending = list(pending)
@@ -278,17 +294,67 @@ class Pipeline:
                 "split": self.config.eval_split,
                 "judge": self.config.judge.spec,
             },
+            fingerprints=evaluation_fingerprints(
+                examples,
+                self.config.data,
+                split=split,
+                retriever_url=self.config.tools.retriever_url,
+            ),
+            training=self._examples("train", self.config.train_limit),
         )
 
+    def rollout_server(self) -> str | None:
+        """The root URL of the run's vLLM server (``train.serving``: started on first use and
+        kept for the run, so Stage 1 and training share it), or None for in-process rollouts."""
+        serving = self.config.train.serving
+        if not serving.remote:
+            return None
+        if self.server_root is None:
+            from swirl.backends.serving import vllm_server
+            from swirl.model import resolve_model
+
+            if self.config.train.lora is not None:
+                raise ValueError(
+                    "swirl run with a vLLM rollout server trains full weights; for LoRA use "
+                    "swirl train --rollout vllm --lora"
+                )
+            self.server_root = self.resources.enter_context(
+                vllm_server(
+                    serving, model_dir=resolve_model(self.config.model), work_dir=self.rollout_dir
+                )
+            )
+        return self.server_root
+
+    @property
+    def rollout_dir(self) -> Path:
+        return self.out / "rollout"
+
+    def close(self) -> None:
+        """Stop the run's rollout server, if one was started."""
+        self.resources.close()
+        self.server_root = None
+
+    def _stage1_backend(self, model: str | None):
+        """Stage 1's sampler: the in-process engine on ``model``, or the run's vLLM server
+        pointed at it."""
+        root = self.rollout_server()
+        if root is None:
+            from swirl.backends.hf import HFBackend
+
+            return HFBackend.load(model)
+        from swirl.backends.serving import served_backend
+        from swirl.model import resolve_model
+
+        return served_backend(root, resolve_model(model), self.rollout_dir)
+
     def generate(self, model: str | None, out: Path) -> None:
-        from swirl.backends.hf import HFBackend
         from swirl.generate import generate_to_file
 
         examples = self._examples("train", self.config.train_limit)
         summary = generate_to_file(
             examples,
             out,
-            backend=lambda: HFBackend.load(model),
+            backend=lambda: self._stage1_backend(model),
             tools=lambda: self._tools(examples, "train"),
             params=self._params(self.config.temperature),
             config=self._env(),
@@ -347,6 +413,13 @@ class Pipeline:
             "mode": mode,
             "seed": self.config.seed,
         }
+        if mode not in SAMPLED_MODES:
+            # The run's KL, importance-sampling and sampler options are for actions sampled from
+            # the policy; SFT and offline train on recorded actions, where none applies.
+            overrides.update(kl_coef=0.0, kl_in_reward=False, tis_cap=None, serving={})
+        elif self.config.train.serving.remote:
+            root = self.rollout_server()
+            overrides["serving"] = {**overrides["serving"], "engine": f"vllm:{root}"}
         return load_config(None, **overrides)
 
     def train(self, trajectories: Path, model: str | None, out: Path, *, mode: str) -> None:
@@ -360,7 +433,14 @@ class Pipeline:
         return TrainedModel(round_dir / "train")
 
     def iterate(self) -> Model:
-        """Run the configured rounds; return the final model (the last round's training)."""
+        """Run the configured rounds; return the final model (the last round's training). A
+        rollout server the rounds started is stopped at the end."""
+        try:
+            return self._rounds()
+        finally:
+            self.close()
+
+    def _rounds(self) -> Model:
         model: Model = self.config.model
         for number in range(1, self.config.rounds + 1):
             root = self.out / f"round-{number}"

@@ -7,6 +7,11 @@ them used, so each template carries worked examples, rendered as earlier chat tu
 (``few_shot`` of them go into the prompt). Their tool calls are bare tags: the 135M default model
 copies that pattern, while examples that reason first lead it to reason at length and never act.
 
+A dataset may bring its own worked examples, built from questions of its training split
+(:func:`worked_example`, :data:`DATASET_PROMPT_QUESTIONS`): the 135M model copies the form of
+the examples' answers, so examples unlike the dataset's questions teach it the wrong answer.
+:func:`template_for` picks a question's template: its dataset's own, else its task's.
+
 Turn boundaries (end of the assistant turn, the user turn holding the observation, the next
 assistant header) are derived from the tokenizer's own chat template and appended as token ids,
 so the context the model sees is built by concatenation and never re-tokenised.
@@ -14,12 +19,15 @@ so the context the model sees is built by concatenation and never re-tokenised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from swirl.schema import TaskKind
+from swirl.corpus import Document, format_documents
+from swirl.schema import Example, TaskKind
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -148,6 +156,70 @@ TEMPLATES: dict[str, PromptTemplate] = {"qa": QA_TEMPLATE, "math": MATH_TEMPLATE
 def observation_content(query: str, result: str) -> str:
     """The user turn after a tool call (paper): ``QUERY -> RESULT``."""
     return f"{query} -> {result}"
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def worked_example(example: Example, documents: Mapping[str, Document]) -> WorkedExample:
+    """A solved ``example`` from its own annotations: one search per supporting document, in
+    the order of its supporting facts, each query the document's title and each result what the
+    search tool returns for it (``documents``: the corpus by title); then the sentence of the
+    last document that states the answer, and the answer."""
+    titles = list(dict.fromkeys(fact.title for fact in example.supporting_facts))
+    if not titles or not example.answers:
+        raise ValueError(f"example {example.id!r}: a worked example needs evidence and an answer")
+    turns: list[tuple[str, str | None]] = [
+        (
+            f"<search_query>{title}</search_query>",
+            observation_content(title, format_documents([documents[title]])),
+        )
+        for title in titles
+    ]
+    answer = example.answers[0]
+    stated = [s for s in _SENTENCE_END.split(documents[titles[-1]].text) if answer in s]
+    if not stated:
+        raise ValueError(f"example {example.id!r}: no sentence of {titles[-1]!r} states {answer!r}")
+    turns.append((f"{stated[0].strip()} <answer>{answer}</answer>", None))
+    return WorkedExample(question=example.question, turns=turns)
+
+
+def _demo_hops_questions() -> tuple[list[Example], list[Document]]:
+    from swirl.data import demo_hops
+
+    return demo_hops.prompt_questions(), demo_hops.corpus()
+
+
+# dataset -> (the training questions its prompt shows worked, its corpus)
+DATASET_PROMPT_QUESTIONS: dict[str, Callable[[], tuple[list[Example], list[Document]]]] = {
+    "demo-hops": _demo_hops_questions,
+}
+
+
+@functools.cache
+def dataset_template(dataset: str) -> PromptTemplate | None:
+    """The QA template with ``dataset``'s own worked examples; None when it has none."""
+    source = DATASET_PROMPT_QUESTIONS.get(dataset)
+    if source is None:
+        return None
+    questions, corpus = source()
+    documents = {document.title: document for document in corpus}
+    examples = [worked_example(question, documents) for question in questions]
+    return msgspec.structs.replace(QA_TEMPLATE, examples=examples)
+
+
+def template_for(
+    example: Example, templates: Mapping[str, PromptTemplate] | None = None
+) -> PromptTemplate | None:
+    """The prompt template of ``example``: with the default ``templates`` (None or
+    :data:`TEMPLATES`) its dataset's own (:func:`dataset_template`) when there is one, else the
+    template of its task; None when there is none."""
+    if templates is None or templates is TEMPLATES:
+        own = dataset_template(example.dataset) if example.task == "qa" else None
+        if own is not None:
+            return own
+        templates = TEMPLATES
+    return templates.get(example.task)
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

@@ -1,5 +1,6 @@
-"""The report of a ``swirl run``: before/after metrics, filtering, training, and where the time went
-(``report.md`` plus ``report_metrics.png`` and ``report_time.png`` in the run directory)."""
+"""The report of a ``swirl run``: before/after metrics (overall and per stratum), the data's
+fingerprints, filtering, training, and where the time went (``report.md`` plus
+``report_metrics.png`` and ``report_time.png`` in the run directory)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import msgspec
 
 from swirl.evaluate import METRIC_NAMES, EvalReport, format_estimate
 from swirl.filtering import read_labels, summarize
+from swirl.metrics import Estimate
 from swirl.training.metrics_log import read_metrics
 
 # Metrics drawn in the PNG (all in [0, 1]).
@@ -43,6 +45,36 @@ def metrics_table(reports: dict[str, EvalReport]) -> list[str]:
         lines.append(f"| {name} | {' | '.join(_cell(r, key) for r in reports.values())} |")
     counts = ", ".join(f"{title}: {r.questions}" for title, r in reports.items())
     lines += ["", f"Held-out questions per evaluation ({counts}); mean [95% interval]."]
+    return lines
+
+
+def strata_table(reports: dict[str, EvalReport]) -> list[str]:
+    """Exact match per stratum (kind x hops) of every evaluation; none without strata."""
+    strata = sorted({s for r in reports.values() for s in r.by_stratum})
+    if not strata:
+        return []
+    titles = list(reports)
+    lines = [f"| exact match | {' | '.join(titles)} |", "|---|" + "---|" * len(titles)]
+    for stratum in strata:
+        cells = [
+            _estimate(r.by_stratum[stratum]["exact_match"]) if stratum in r.by_stratum else "-"
+            for r in reports.values()
+        ]
+        lines.append(f"| {stratum} | {' | '.join(cells)} |")
+    return lines
+
+
+def _estimate(estimate: Estimate) -> str:
+    mean, interval = format_estimate("exact_match", estimate)
+    return mean if mean == "-" else f"{mean} {interval}"
+
+
+def data_lines(reports: dict[str, EvalReport]) -> list[str]:
+    """The fingerprints of the data each evaluation saw (sha256)."""
+    lines = []
+    for title, report in reports.items():
+        shown = ", ".join(f"{k} `{v}`" for k, v in report.fingerprints.items()) or "not recorded"
+        lines.append(f"- {title}: {shown}")
     return lines
 
 
@@ -140,7 +172,11 @@ def write_run_report(run: Path, timings: dict[str, float]) -> Path:
         lines += ["Configuration: `run_config.json`.", ""]
     if reports:
         lines += ["## Held-out evaluation", "", *metrics_table(reports), ""]
+        strata = strata_table(reports)
+        if strata:
+            lines += ["Per stratum (kind x hops), mean [95% interval]:", "", *strata, ""]
         lines += ["![metrics](report_metrics.png)", ""]
+        lines += ["## Data (fingerprints, sha256)", "", *data_lines(reports), ""]
         plot_metrics(reports, run / "report_metrics.png")
     filtering = filtering_lines(run)
     if filtering:

@@ -61,11 +61,14 @@ class Action(msgspec.Struct, frozen=True):
 
 
 class Judgment(msgspec.Struct, kw_only=True):
-    """A label from a judge: ``verdict`` is None when the judge's output could not be parsed."""
+    """A label from a judge: ``verdict`` is None when the judge's output could not be parsed.
+    ``rule`` names the rule that decided it (rule-based judges, e.g. ``"answer: supported"``);
+    None for a model's judgment, whose reasons are in ``explanation``."""
 
     judge: str
     verdict: bool | None
     explanation: str = ""
+    rule: str | None = None
 
 
 class Step(msgspec.Struct, kw_only=True):
@@ -87,6 +90,9 @@ class Step(msgspec.Struct, kw_only=True):
     observation_text: str = ""
     observation_token_ids: list[int] = []
     process: Judgment | None = None
+    # The sampler's log-prob of each of ``token_ids`` (natural log, under the distribution it
+    # drew from); None when the backend gave none. Trainers compare it with the learner's.
+    logprobs: list[float] | None = None
 
 
 class Trajectory(msgspec.Struct, kw_only=True):

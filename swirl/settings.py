@@ -60,8 +60,10 @@ class JudgeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     judge: Annotated[
         str | None,
         _doc(
-            "reference | hf:PATH (hf: = the embedded model) | openai:URL[#model]; default "
-            f"${JUDGE_ENV}, else reference (gold annotations, no model)"
+            "reference (gold annotations, no model) | grounded (the paper's process judge "
+            "without a model: an answer is GOOD only when correct and every supporting document "
+            "was retrieved) | hf:PATH (hf: = the embedded model) | openai:URL[#model]; default "
+            f"${JUDGE_ENV}, else reference"
         ),
     ] = None
     judge_cache: Annotated[

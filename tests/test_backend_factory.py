@@ -14,7 +14,8 @@ from swirl.backends.factory import add_backend_arguments, backend_from_args, mak
     [
         ("local", {"base_url": "http://127.0.0.1:8000"}, "--base-url is for --backend openai"),
         ("openai", {}, "--backend openai needs --base-url"),
-        ("vllm", {}, "unknown backend 'vllm'"),
+        ("tgi", {}, "unknown backend 'tgi'"),
+        ("vllm", {"base_url": "http://localhost:8000/v1"}, "--base-url is for --backend openai"),
         ("local", {"batch_size": 0}, "--batch-size must be >= 1"),
         (
             "openai",

@@ -155,13 +155,49 @@ def test_ids_from_logprob_tokens(flaky, tokenizer):
     (completion,) = make(flaky.url, tokenizer, logprob_ids=True).generate([[1]], PARAMS)
     assert completion.exact_token_ids and completion.token_ids == ids
     sent = flaky.requests[-1][1]
-    assert sent["logprobs"] == 0 and sent["return_tokens_as_token_ids"] is True
+    assert sent["logprobs"] == 1 and sent["return_tokens_as_token_ids"] is True
+    # the sampled distribution is exactly softmax(logits / T) within top_p: no other truncation
+    assert (sent["top_k"], sent["min_p"]) == (-1, 0.0)
     # Token strings (llama-cpp-python) are not ids: the text is re-tokenised instead.
     flaky.on(
         PATH, (200, completion_reply("<answer>4</answer>", logprobs={"tokens": ["<", "answer"]}), 0)
     )
     (completion,) = make(flaky.url, tokenizer).generate([[1]], PARAMS)
     assert not completion.exact_token_ids and completion.token_ids == ids
+
+
+def test_sampler_logprobs_from_vllm_and_llama_cpp_replies(flaky, tokenizer):
+    ids = tokenizer.encode("<answer>4</answer>")
+    values = [-0.5 - i for i in range(len(ids))]
+    content = [{"id": i, "token": "t", "logprob": v} for i, v in zip(ids, values, strict=True)]
+    flaky.on(
+        PATH,
+        # vLLM: token_ids and logprobs.token_logprobs
+        (
+            200,
+            completion_reply(
+                "<answer>4</answer>", token_ids=ids, logprobs={"token_logprobs": values}
+            ),
+            0,
+        ),
+        # llama.cpp: logprobs.content with each token's id and log-prob
+        (200, completion_reply("<answer>4</answer>", logprobs={"content": content}), 0),
+        # ids without log-probs, and log-probs of another length: none reported
+        (200, completion_reply("<answer>4</answer>", token_ids=ids), 0),
+        (
+            200,
+            completion_reply(
+                "<answer>4</answer>", token_ids=ids, logprobs={"token_logprobs": [-1.0]}
+            ),
+            0,
+        ),
+    )
+    backend = make(flaky.url, tokenizer, max_concurrency=1)
+    vllm, llama, bare, short = backend.generate([[1]] * 4, PARAMS)
+    for completion in (vllm, llama):
+        assert completion.exact_token_ids and completion.token_ids == ids
+        assert completion.logprobs == values
+    assert bare.logprobs is None and short.logprobs is None and short.exact_token_ids
 
 
 def test_replies_without_token_ids(flaky, tokenizer):
@@ -281,6 +317,9 @@ def test_real_server_runs_the_environment(llama_server, tokenizer):
     assert sorted(t.id for t in runs) == sorted(f"{e.id}#{s}" for e in examples for s in (0, 1))
     seen = {tuple(p) for p in backend.prompts}
     for trajectory in runs:
-        assert trajectory.metadata.get("exact_token_ids") is False
+        # llama.cpp returns each token's id, except when a stop string (a closing tag) cut the
+        # text: such a turn is re-tokenised, and its trajectory is marked inexact
+        stopped = any(step.action.kind in ("search", "math", "answer") for step in trajectory.steps)
+        assert (trajectory.metadata.get("exact_token_ids") is False) == stopped
         for state in decompose(trajectory):
             assert tuple(state.state_token_ids) in seen

@@ -393,7 +393,10 @@ def test_data_command_exports_examples_and_corpus(
     argv = ["data", "--data", "demo-qa", "--split", "test", "--limit", "7", "--out", str(out)]
     assert main([*argv, "--corpus-out", str(corpus), "--show", "2"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("demo-qa (test): 7 examples, task qa")
+    assert "\ndemo-qa (test): 7 examples, task qa" in printed
+    # a built-in dataset's every split first: size per stratum and fingerprint
+    assert printed.startswith("demo-qa (seed 0): questions per stratum and fingerprint per split")
+    assert "| test | 7 | " in printed and "corpus: 281 documents, sha256 " in printed
     assert "wrote 7 examples" in printed and "wrote 281 documents" in printed
     assert load_examples(out) == load_examples("demo-qa", split="test", limit=7)
     assert read_corpus(corpus) == load_corpus("demo-qa")
@@ -478,8 +481,12 @@ def test_undetectable_and_missing_files(tmp_path: Path) -> None:
         load_examples(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="unknown dataset format 'parquet'"):
         load_examples(path, format="parquet")
-    with pytest.raises(ValueError, match="split must be one of train, test"):
+    with pytest.raises(
+        ValueError, match=r"demo-math: no 'validation' split \(it has train, test\)"
+    ):
         load_examples("demo-math", split="validation")
+    with pytest.raises(ValueError, match=r"demo-qa: no 'dev' split"):
+        load_examples("demo-qa", split="dev")
 
 
 def test_hub_names_fail_clearly_offline() -> None:

@@ -2,8 +2,8 @@
 
 Two gloo processes, one with no target at all and one with two packed rows, must run the same
 number of forward and backward passes (FSDP gathers parameters on every forward and reduces
-gradients on every backward: unequal counts hang or corrupt the update) and must produce the
-gradient one process computes on the whole batch, in every normalisation mode.
+the gradients after the last backward: unequal counts hang or corrupt the update) and must
+produce the gradient one process computes on the whole batch, in every normalisation mode.
 """
 
 from __future__ import annotations
@@ -59,19 +59,23 @@ passes = pad_passes(passes, int(count), pad_id=0)
 targets, branches = dd.all_reduce_sum(
     [float(batch.num_targets), float(np.unique(batch.target_branch).size)], info
 )
+# every branch is one sequence here; its length is its own token count
+lengths = torch.from_numpy(np.bincount(batch.target_branch)[batch.target_branch]).float()
+advantages = torch.from_numpy(batch.target_weights)
 results = {}
-for normalize in ("token", "branch", "sum"):
+for normalize in ("token", "sequence", "constant"):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     policy = dd.shard_policy(PackedPolicy(model, temperature=0.7), info)
     scale = target_loss_scale(
-        batch, normalize, total_targets=int(targets), total_branches=int(branches),
+        lengths, normalize, total_targets=targets, total_sequences=branches, divisor=40.0,
         world_size=info.world_size,
     )
     old_logp = packed_logprobs(policy, passes)
     ref_logp = old_logp + 0.05 * torch.cos(torch.arange(old_logp.numel(), dtype=torch.float32))
     stats = accumulate_policy_gradient(
-        policy, passes, scale, old_logp=old_logp, ref_logp=ref_logp, clip_eps=0.2, kl_coef=0.1
+        policy, passes, scale, advantages, old_logp=old_logp, ref_logp=ref_logp,
+        options={"clip_low": 0.2, "kl_coef": 0.1},
     )
     assert stats.finite
     (loss,) = dd.all_reduce_sum([stats.loss], info)
@@ -120,7 +124,7 @@ def test_unequal_ranks_match_one_process_in_every_normalisation(tmp_path: Path) 
         timeout=300,  # unequal collectives would hang here
     )
     single, split = torch.load(one), torch.load(two)
-    for normalize in ("token", "branch", "sum"):
+    for normalize in ("token", "sequence", "constant"):
         assert split[normalize]["loss"] == pytest.approx(single[normalize]["loss"], abs=1e-6)
         grads = single[normalize]["grads"]
         assert any(g.abs().max() > 0 for g in grads.values())

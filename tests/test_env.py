@@ -304,3 +304,66 @@ def test_real_model_states_seeds_and_resume(embedded_model):
     assert len(resumed) == 2
     for key, trajectory in resumed.items():
         assert trajectory == uninterrupted[key]
+
+
+def test_a_dataset_with_worked_examples_of_its_own_is_prompted_with_them(tokenizer):
+    """demo-hops questions are rolled out with demo-hops' worked examples (questions of its
+    training split), not the generic QA ones."""
+    from swirl.data import load_examples
+    from swirl.data.demo_hops import prompt_questions
+    from swirl.prompts import QA_TEMPLATE
+
+    (example,) = load_examples("demo-hops", split="validation", limit=1)
+    backend = RecordingBackend(
+        ScriptedBackend(tokenizer, {example.question: ["<answer>x</answer>"]})
+    )
+    (trajectory,) = run_episodes([example], backend, tools=[])
+    for worked in prompt_questions():
+        assert worked.question in trajectory.prompt_text
+    assert QA_TEMPLATE.examples[0].question not in trajectory.prompt_text
+
+
+def test_continue_episodes_executes_the_sampled_turn_then_rolls_on(tokenizer):
+    """A turn sampled at a recorded state is executed as the next step (its tool runs), then
+    the policy continues to the end; a sampled answer ends the trajectory at once."""
+    from swirl.backends.base import SamplingParams
+    from swirl.env import continue_episodes
+
+    scripts = {
+        "A?": ["<math_exp>48 / 2</math_exp>", "<math_exp>24 + 48</math_exp>", "<answer>72</answer>"]
+    }
+    example = math("a", "A?")
+    (full,) = run_episodes(
+        [example],
+        ScriptedBackend(tokenizer, scripts),
+        tools=[Calculator()],
+        params=SamplingParams(seed=0),
+    )
+    prefix = msgspec.structs.replace(full, steps=full.steps[:1])
+
+    def turn(text: str, reason: str) -> Completion:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        return Completion(token_ids=ids, text=tokenizer.decode(ids), finish_reason=reason)
+
+    backend = RecordingBackend(ScriptedBackend(tokenizer, scripts))
+    starts = [
+        (example, prefix, turn("<math_exp>48 + 24</math_exp>", "action"), "x"),
+        (example, prefix, turn("<answer>7</answer>", "action"), "y"),
+    ]
+    done = {
+        t.id: t
+        for t in continue_episodes(
+            starts, backend, tools=[Calculator()], params=SamplingParams(seed=0)
+        )
+    }
+    assert set(done) == {"a#0>x", "a#0>y"}
+    x, y = done["a#0>x"], done["a#0>y"]
+    assert x.steps[0] == full.steps[0] and y.steps[0] == full.steps[0]  # the prefix as recorded
+    assert x.steps[1].text == "<math_exp>48 + 24</math_exp>" and x.steps[1].result == "72"
+    assert [s.action.kind for s in x.steps] == ["math", "math", "answer"]
+    assert x.final_answer == "72" and x.termination == "answer"
+    assert y.final_answer == "7" and len(y.steps) == 2  # never generated
+    assert backend.calls == 1
+    assert_states_are_what_the_model_saw(
+        [x], [*backend.prompts, *(list(s.state_token_ids) for s in decompose(x)[:2])]
+    )

@@ -150,6 +150,52 @@ def test_evaluate_writes_files_and_resumes_after_a_crash(tmp_path) -> None:
     assert msgspec.json.encode(again) == msgspec.json.encode(report)
 
 
+def test_summary_per_stratum_with_baselines_and_fingerprints(tmp_path) -> None:
+    """On 10 demo-hops validation questions (2 per stratum), answering only the 1-hop ones
+    right: exact match 1 there and 0 elsewhere; the summary records the data's fingerprints and
+    the model-free baselines on the same questions."""
+    from swirl.corpus import corpus_fingerprint
+    from swirl.data import load_corpus, load_examples
+    from swirl.data.fingerprint import evaluation_fingerprints, questions_fingerprint
+
+    examples = load_examples("demo-hops", split="validation", limit=10)
+    answers = {e.id: e.answers[0] if e.metadata["hops"] == 1 else "?" for e in examples}
+    prints = evaluation_fingerprints(examples, "demo-hops", split="validation")
+    assert prints == {
+        "questions": questions_fingerprint(examples),
+        "corpus": corpus_fingerprint(load_corpus("demo-hops")),
+    }
+    training = load_examples("demo-hops", split="train")
+    report = evaluate(
+        examples, scripted_rollout(answers, []), JUDGE, tmp_path, fingerprints=prints,
+        training=training,
+    )  # fmt: skip
+    em = {name: metrics["exact_match"].mean for name, metrics in report.by_stratum.items()}
+    assert em == {
+        "attribute 1-hop": 1.0,
+        "bridge 2-hop": 0.0,
+        "bridge 3-hop": 0.0,
+        "comparison 2-hop": 0.0,
+        "comparison 3-hop": 0.0,
+    }
+    assert all(m["exact_match"].n == 2 for m in report.by_stratum.values())
+    assert [b.name for b in report.baselines][-1] == "majority per kind"
+    assert report.baselines[0].answered == 0  # no question offers options
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["fingerprints"] == prints and len(summary["baselines"]) == 4
+    text = (tmp_path / "summary.md").read_text()
+    assert "| attribute 1-hop | 2 | 1.000 [" in text
+    assert "| majority per kind | " in text and f"questions {prints['questions']}" in text
+    # one stratum only (or none annotated): no per-stratum table
+    assert aggregate([record(), record()]).by_stratum == {}
+    assert (
+        evaluation_fingerprints(examples, "demo-hops", split="test", retriever_url="http://r")[
+            "retriever"
+        ]
+        == "http://r"
+    )
+
+
 @pytest.mark.slow
 def test_cli_pipeline_on_demo_qa(tmp_path, monkeypatch, capsys, request) -> None:
     """generate -> judge (reference) -> filter (each strategy) -> eval, all from the CLI, with the
@@ -181,3 +227,9 @@ def test_cli_pipeline_on_demo_qa(tmp_path, monkeypatch, capsys, request) -> None
     assert "| exact match |" in printed and "judge: reference" in printed
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["questions"] == 2 and summary["settings"]["split"] == "test"
+    from swirl.data import load_examples
+    from swirl.data.fingerprint import questions_fingerprint
+
+    evaluated = load_examples("demo-qa", split="test", limit=2)
+    assert summary["fingerprints"]["questions"] == questions_fingerprint(evaluated)
+    assert {b["name"] for b in summary["baselines"]} >= {"options: random", "majority per kind"}

@@ -90,7 +90,7 @@ def test_public_api_and_policy_loss_run_the_kernels():
             case.targets,
             advantages,
             old_logp=old_logp,
-            clip_eps=0.2,
+            clip_low=0.2,
             impl=impl,
         )
         loss.backward()

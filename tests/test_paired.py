@@ -8,7 +8,17 @@ import msgspec
 import numpy as np
 import pytest
 
-from swirl.paired import PairedTest, holm, mcnemar, paired_bootstrap
+from swirl.paired import (
+    MIN_BOOTSTRAP_QUESTIONS,
+    PairedTest,
+    format_p,
+    holm,
+    mcnemar,
+    paired_bootstrap,
+    paired_scores,
+    resampling_floor,
+    sign_test,
+)
 
 
 def _arms(both: int, a_only: int, b_only: int, neither: int) -> tuple[list[bool], list[bool]]:
@@ -194,7 +204,7 @@ def test_paired_test_text_and_serialisation() -> None:
     assert str(test) == "+0.060 [+0.010, +0.110], p=0.021 (McNemar exact, n=200)"
     assert msgspec.json.decode(msgspec.json.encode(test), type=PairedTest) == test
     small = msgspec.structs.replace(test, difference=-0.06, low=-0.11, high=-0.01, p_value=2e-4)
-    assert str(small) == "-0.060 [-0.110, -0.010], p=2.0e-04 (McNemar exact, n=200)"
+    assert str(small) == "-0.060 [-0.110, -0.010], p=0.0002 (McNemar exact, n=200)"
 
 
 def test_holm_adjustment() -> None:
@@ -205,3 +215,25 @@ def test_holm_adjustment() -> None:
     assert holm([]) == []
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.2, 1.5])
+
+
+def test_sign_test_is_exact_and_replaces_the_bootstrap_at_small_n() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    a = [0.2, 0.5, 0.1, 0.9, 0.4, 0.4, 0.3]
+    b = [0.6, 0.7, 0.1, 0.95, 0.2, 0.8, 0.9]  # 5 wins, 1 loss, 1 tie
+    test = sign_test(a, b)
+    assert test.p_value == pytest.approx(stats.binomtest(5, 6, 0.5).pvalue)
+    assert (test.b_only, test.a_only) == (5, 1) and test.low is None
+    assert "p=0.219 (sign test exact, n=7)" in str(test)
+    assert paired_scores(a, b).method == "sign test exact"
+    many = np.random.default_rng(0).random(MIN_BOOTSTRAP_QUESTIONS)
+    assert paired_scores(many, many + 0.1, resamples=500).method == "paired bootstrap"
+
+
+def test_a_bootstrap_p_at_its_floor_prints_as_a_bound() -> None:
+    test = paired_bootstrap([0.0] * 30, [1.0] * 30, resamples=10_000)
+    assert test.p_value == resampling_floor(10_000)
+    assert format_p(test.p_value, 10_000) == "≤ 0.0002"
+    assert "p=≤ 0.0002" in str(test)
+    assert format_p(0.0004, 10_000) == "0.0004" and format_p(0.0212) == "0.021"
+    assert format_p(None) == "n/a"

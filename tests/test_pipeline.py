@@ -117,3 +117,21 @@ def test_a_misspelled_key_in_any_table_fails_before_anything_runs(
         error = capsys.readouterr().err
         assert f"unknown field `{line.split()[0]}`" in error and f"$.{table}" in error
         assert not out.exists()  # nothing ran
+
+
+def test_validation_questions_come_from_the_dataset_s_own_validation_split(tmp_path: Path) -> None:
+    """demo-hops has one (held-out entities); demo-qa has none, so its validation questions are
+    the train split's after the training ones, as before."""
+    from swirl.data import load_examples
+
+    hops = Pipeline(
+        RunConfig(data="demo-hops", eval_split="validation", validation_limit=5), tmp_path / "h"
+    )
+    assert hops.eval_data_split == "validation"
+    assert hops.eval_examples() == load_examples("demo-hops", split="validation", limit=5)
+    qa = Pipeline(
+        RunConfig(data="demo-qa", eval_split="validation", train_limit=4, validation_limit=3),
+        tmp_path / "q",
+    )
+    assert qa.eval_data_split == "train"
+    assert qa.eval_examples() == load_examples("demo-qa", split="train", limit=7)[4:]

@@ -221,23 +221,64 @@ def test_build_sequences_shares_states_of_a_trajectory_or_lays_each_action_out_a
     t = trajectory_states(_trajectory("t", [1, 2], [([3], [4]), ([5], [6]), ([9], [])]))
     u = trajectory_states(_trajectory("u", [5], [([6], [])]))
     samples = [
-        ActionSample.single(t[0], [7], 1.0, 0),
-        ActionSample.single(t[2], [8, 9], 1.0, 1),
-        ActionSample.single(u[0], [6], 1.0, 2),
-        ActionSample.single(t[2], [], 1.0, 1),  # nothing to score: skipped
+        ActionSample.single(t[0], [7], 1.0, 0, [-0.5]),
+        ActionSample.single(t[2], [8, 9], 1.0, 1, [-1.0, -2.0]),
+        ActionSample.single(u[0], [6], 1.0, 2, [-3.0]),
+        ActionSample.single(t[2], [], 1.0, 1, []),  # nothing to score: skipped
     ]
-    weights = [0.5, -1.0, 2.0, 3.0]
-    shared = build_sequences(samples, weights)
-    assert [s.context.tolist() for s in shared] == [[1, 2, 3, 4, 5, 6, 9], [5, 6]]
-    assert [(b.offset, b.tokens.tolist(), b.weight) for b in shared[0].branches] == [
-        (2, [7], 0.5),
-        (6, [8, 9], -1.0),
+    shared = build_sequences(samples)
+    assert [s.context.tolist() for s in shared.sequences] == [[1, 2, 3, 4, 5, 6, 9], [5, 6]]
+    assert [(b.offset, b.tokens.tolist()) for b in shared.sequences[0].branches] == [
+        (2, [7]),
+        (6, [8, 9]),
     ]
-    naive = build_sequences(samples, weights, share=False)
-    assert [s.context.tolist() for s in naive] == [[1, 2], [1, 2, 3, 4, 5, 6], [5]]
-    assert [s.branches[0].offset for s in naive] == [2, 6, 1]
-    with pytest.raises(ValueError, match="2 weights for 4 samples"):
-        build_sequences(samples, [1.0, 1.0])
+    assert shared.branch_sample.tolist() == [0, 1, 2]
+    assert shared.behavior_logp.tolist() == [-0.5, -1.0, -2.0, -3.0]  # target order
+    naive = build_sequences(samples, share=False)
+    assert [s.context.tolist() for s in naive.sequences] == [[1, 2], [1, 2, 3, 4, 5, 6], [5]]
+    assert [s.branches[0].offset for s in naive.sequences] == [2, 6, 1]
+    unknown = [*samples[:2], ActionSample.single(u[0], [6], 1.0, 2)]
+    assert build_sequences(unknown).behavior_logp is None  # one sampler gave no log-probs
+
+
+def test_build_sequences_splits_a_trajectory_into_trees_that_fit_a_row():
+    from swirl.packing import pack
+    from swirl.training.states import trajectory_states
+    from swirl.training.trees import ActionSample, build_sequences
+
+    t = trajectory_states(_trajectory("t", [1, 2], [([3], [4]), ([5], [6]), ([9], [])]))
+    samples = [ActionSample.single(t[2], [7, 8, 9], 1.0, g) for g in range(3)]
+    samples.append(ActionSample.single(t[0], [5], 1.0, 3))
+    trees = build_sequences(samples, max_tokens=12)  # 6 + 3 + 3 fits, a third branch does not
+    assert [len(s.branches) for s in trees.sequences] == [2, 2]
+    assert trees.branch_sample.tolist() == [0, 1, 2, 3]
+    pack(trees.sequences, 12)  # every tree fits its row
+    with pytest.raises(ValueError, match="does not fit in a row of 8 tokens"):
+        build_sequences(samples, max_tokens=8)
+    assert not samples[0].fits(8) and samples[3].fits(8)
+
+
+def test_informative_groups_are_the_groups_whose_rewards_differ() -> None:
+    from swirl.training.advantages import informative_groups
+
+    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5])
+    groups = torch.tensor([7, 7, 3, 3, 9, 9])
+    got = informative_groups(rewards, groups, baseline="group_mean")
+    assert got.tolist() == [False, False, True, True, False, False]
+    assert informative_groups(rewards, groups, baseline="rloo").tolist() == got.tolist()
+    assert informative_groups(rewards, groups, baseline="none").all()
+    assert informative_groups(rewards, groups, baseline="batch_mean").all()
+    same = torch.ones(4)
+    assert not informative_groups(same, torch.arange(4), baseline="batch_mean").any()
+    # batch_mean over ranks: this rank's rewards are equal, another rank's differ from them
+    other_rank = {"max": 1.0, "neg_min": -0.0}
+    merged = informative_groups(
+        same,
+        torch.arange(4),
+        baseline="batch_mean",
+        all_reduce_max=lambda v: [max(v[0], other_rank["max"]), max(v[1], other_rank["neg_min"])],
+    )
+    assert merged.all()
 
 
 def test_batch_mean_and_std_over_ranks_match_one_process() -> None:
@@ -307,3 +348,47 @@ def test_online_refuses_greedy_sampling() -> None:
         with pytest.raises(ValueError, match=r"temperature.*must be > 0 in online mode"):
             load_config(None, trajectories="t", out="o", temperature=temperature)
     load_config(None, trajectories="t", out="o", mode="sft", temperature=0.0)
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"top_p": 0.9}, "'top_p' must be 1 in online mode"),
+        ({"mode": "outcome", "top_p": 0.9}, "'top_p' must be 1 in outcome mode"),
+        ({"mode": "offline", "kl_coef": 0.1}, "'kl_coef' must be 0 in offline mode"),
+        ({"mode": "sft", "kl_coef": 0.1}, "'kl_coef' must be 0 in sft mode"),
+        ({"kl_in_reward": True}, "'kl_in_reward' needs a sampled mode .* and kl_coef > 0"),
+        ({"mode": "sft", "tis_cap": 2.0}, "'tis_cap' is for sampled modes"),
+        ({"drop_zero_variance_groups": True, "baseline": "none"}, "needs a baseline"),
+        ({"clip_high": 0.3}, "'clip_high' needs clip_low"),
+        ({"clip_low": 1.2}, r"'clip_low' must be in \(0, 1\)"),
+        ({"kl_clamp": 0.0}, "'kl_clamp' must be > 0"),
+        ({"entropy_coef": -0.1}, "'entropy_coef' must be >= 0"),
+    ],
+)
+def test_objective_options_that_cannot_mean_what_they_say_are_refused(options, message):
+    from swirl.training.config import load_config
+
+    with pytest.raises(ValueError, match=message):
+        load_config(None, trajectories="t", out="o", **options)
+
+
+def test_objective_options_that_mean_what_they_say_are_accepted():
+    from swirl.training.config import load_config
+
+    config = load_config(
+        None,
+        trajectories="t",
+        out="o",
+        kl_coef=0.05,
+        kl_in_reward=True,
+        kl_estimator="k2",
+        clip_low=0.2,
+        clip_high=0.28,
+        entropy_coef=0.01,
+        tis_cap=2.0,
+        drop_zero_variance_groups=True,
+        normalize="sequence",
+    )
+    assert config.clip_high == 0.28 and config.normalize == "sequence"
+    load_config(None, trajectories="t", out="o", mode="sft", top_p=0.9)  # recorded: no sampling

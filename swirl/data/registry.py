@@ -4,13 +4,16 @@ whose format is detected from their fields or given explicitly.
 Names:
 
 - ``demo-math``, ``demo-qa`` and ``demo-qa:N`` (a world of N people): generated, offline;
+- ``demo-hops``: generated, offline, with fixed train/validation/test splits over disjoint
+  entities (:mod:`swirl.data.demo_hops`; ``seed`` does not apply);
 - ``gsm8k``, ``hotpotqa``: the Hugging Face hub copies (needs the optional ``datasets`` package
   and a reachable hub); ``hf:REPO[:CONFIG]`` any hub dataset, with ``format=``;
 - a file path: ``.json`` or ``.jsonl`` in one of :data:`FORMATS` (detected, or ``format=``).
 
 For files, ``split`` and ``seed`` do not apply (a file is one split, read in order); ``limit``
-keeps the first records. For generated datasets ``seed`` chooses the questions and ``split`` the
-half of the question space they come from.
+keeps the first records. For ``demo-math`` and ``demo-qa`` ``seed`` chooses the questions and
+``split`` the part of the question space they come from (train or test; their validation
+questions are carved from the train split, see ``RunConfig.validation_limit``).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from pathlib import Path
 from types import ModuleType
 
 from swirl.corpus import Document, is_corpus_file, read_corpus
-from swirl.data import beerqa, cofca, demo_math, demo_qa, gsm8k, hotpotqa, musique
+from swirl.data import beerqa, cofca, demo_hops, demo_math, demo_qa, gsm8k, hotpotqa, musique
 from swirl.data.records import DataFormatError, Record, read_records
-from swirl.data.synthetic import check_split
+from swirl.data.synthetic import SPLITS
 from swirl.jsonl import read_jsonl
 from swirl.schema import Example
 
@@ -53,7 +56,8 @@ HUB: dict[str, tuple[str, str | None, str, dict[str, str]]] = {
         {"train": "train", "test": "validation"},
     ),
 }
-DATASETS = ("demo-math", "demo-qa", "demo-qa:N", *HUB, "hf:REPO[:CONFIG]", "PATH")
+DATASETS = ("demo-math", "demo-qa", "demo-qa:N", "demo-hops", *HUB, "hf:REPO[:CONFIG]", "PATH")
+ALL_SPLITS = ("train", "validation", "test")
 
 _DEMO_QA = re.compile(r"^demo-qa(?::(\d+))?$")
 _HEAD_BYTES = 1 << 16
@@ -163,6 +167,38 @@ def _resolve(
     return None, kind, kind, path
 
 
+def splits_of(name_or_path: str | Path) -> tuple[str, ...] | None:
+    """The splits a named dataset offers; None for a file (one split, whatever ``split`` says)."""
+    text = str(name_or_path)
+    if text == demo_hops.NAME:
+        return demo_hops.SPLITS
+    if text == demo_math.NAME or _DEMO_QA.match(text) or text in HUB or text.startswith("hf:"):
+        return SPLITS
+    return None
+
+
+def is_generated(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` names a built-in generated dataset (offline, every split cheap)."""
+    text = str(name_or_path)
+    return text in (demo_hops.NAME, demo_math.NAME) or _DEMO_QA.match(text) is not None
+
+
+def check_split(name_or_path: str | Path, split: str) -> str:
+    """``split`` if dataset ``name_or_path`` offers it, else a ValueError naming both."""
+    offered = splits_of(name_or_path) or ALL_SPLITS
+    if split not in offered:
+        raise ValueError(
+            f"{name_or_path}: no {split!r} split (it has {', '.join(offered)})"
+            + (
+                "; its validation questions are the train split's after the training ones "
+                "(RunConfig.validation_limit)"
+                if split == "validation"
+                else ""
+            )
+        )
+    return split
+
+
 def load_examples(
     name_or_path: str | Path,
     *,
@@ -172,15 +208,17 @@ def load_examples(
     format: str | None = None,
 ) -> list[Example]:
     """Examples of a built-in dataset, a hub dataset or a local file (see the module docstring)."""
-    split = check_split(split)
+    split = check_split(name_or_path, split)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     text = str(name_or_path)
+    if text == demo_hops.NAME:
+        return demo_hops.load(split, limit)
     if text == demo_math.NAME:
-        return demo_math.load(split, limit, seed=seed)
+        return demo_math.load(split, limit, seed=seed)  # type: ignore[arg-type]
     if match := _DEMO_QA.match(text):
         people = int(match.group(1) or demo_qa.DEFAULT_PEOPLE)
-        return demo_qa.load(split, limit, seed=seed, people=people)
+        return demo_qa.load(split, limit, seed=seed, people=people)  # type: ignore[arg-type]
     records, kind, label, path = _resolve(name_or_path, split, format)
     if kind == "corpus":
         raise ValueError(f"{path}: this is a corpus (id/title/text), not a dataset of questions")
@@ -206,11 +244,13 @@ def load_corpus(
     With ``allow_empty`` (exporting what a file holds) it is a logged warning and ``[]``.
     """
     text = str(name_or_path)
+    if text == demo_hops.NAME:
+        return demo_hops.corpus()
     if match := _DEMO_QA.match(text):
         return demo_qa.corpus(int(match.group(1) or demo_qa.DEFAULT_PEOPLE))
     if text == demo_math.NAME:
         raise ValueError(f"{text} is a math dataset: it has no documents to search")
-    records, kind, _label, path = _resolve(name_or_path, check_split(split), format)
+    records, kind, _label, path = _resolve(name_or_path, check_split(text, split), format)
     if kind == "corpus":
         return read_corpus(path)
     module = FORMATS.get(kind)
@@ -239,15 +279,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
         "--data",
         required=required,
         metavar="NAME_OR_PATH",
-        help="demo-math, demo-qa[:PEOPLE], gsm8k, hotpotqa, hf:REPO[:CONFIG], or a .json/.jsonl "
-        "file (HotPotQA, MuSiQue, BeerQA, CofCA, GSM8K, swirl examples; format detected)",
+        help="demo-math, demo-qa[:PEOPLE], demo-hops, gsm8k, hotpotqa, hf:REPO[:CONFIG], or a "
+        ".json/.jsonl file (HotPotQA, MuSiQue, BeerQA, CofCA, GSM8K, swirl examples; format "
+        "detected)",
     )
     parser.add_argument(
         "--data-format", choices=FILE_KINDS, default=None, help="format of --data when not detected"
     )
-    parser.add_argument(
-        "--split", choices=["train", "test"], default="train", help="default: train"
-    )
+    parser.add_argument("--split", choices=ALL_SPLITS, default="train", help="default: train")
 
 
 def examples_from_args(

@@ -1,4 +1,4 @@
-"""What the built-in generated datasets share: a train/test split that is a pure function of the
+"""What ``demo-math`` and ``demo-qa`` share: a train/test split that is a pure function of the
 question text, and drawing a requested number of distinct questions of one split.
 
 Because the split depends only on the question, no seed, size or order can ever put the same
@@ -22,12 +22,6 @@ def split_of(question: str) -> Split:
     """The split a generated question belongs to (about TEST_PERCENT% go to test)."""
     bucket = int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big") % 100
     return "test" if bucket < TEST_PERCENT else "train"
-
-
-def check_split(split: str) -> Split:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    return split  # type: ignore[return-value]
 
 
 def draw_distinct(

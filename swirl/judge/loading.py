@@ -1,5 +1,6 @@
-"""Building the judge that :class:`~swirl.settings.JudgeSettings` name: the reference judge
-(``reference``), or an LLM judge over the embedded or a local model (``hf:PATH``) or any
+"""Building the judge that :class:`~swirl.settings.JudgeSettings` name: the rule-based judges
+from gold annotations (``reference``; ``grounded``, the paper's process judge without a model),
+or an LLM judge over the embedded or a local model (``hf:PATH``) or any
 OpenAI-compatible server (``openai:URL[#model]``), with its cache, retries and votes.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from swirl.judge.base import Judge
+from swirl.judge.grounded import GROUNDED_JUDGE, GroundedJudge
 from swirl.judge.reference import REFERENCE_JUDGE, ReferenceJudge
 from swirl.settings import JudgeSettings
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 class JudgeSpec:
     """A parsed ``--judge``: its kind, the model path or server URL, and the served model name."""
 
-    kind: Literal["reference", "hf", "openai"]
+    kind: Literal["reference", "grounded", "hf", "openai"]
     target: str = ""
     model: str | None = None
 
@@ -32,6 +34,8 @@ class JudgeSpec:
         """The name every Judgment of this judge records (and the cache's model key)."""
         if self.kind == "reference":
             return REFERENCE_JUDGE
+        if self.kind == "grounded":
+            return GROUNDED_JUDGE
         if self.kind == "hf":
             from swirl.model import EMBEDDED_MODEL
 
@@ -40,10 +44,13 @@ class JudgeSpec:
 
 
 def parse_judge_spec(text: str) -> JudgeSpec:
-    """Parse ``reference``, ``hf:`` (the embedded model), ``hf:PATH`` or ``openai:URL[#model]``."""
+    """Parse ``reference``, ``grounded``, ``hf:`` (the embedded model), ``hf:PATH`` or
+    ``openai:URL[#model]``."""
     text = text.strip()
     if text == REFERENCE_JUDGE:
         return JudgeSpec("reference")
+    if text == GROUNDED_JUDGE:
+        return JudgeSpec("grounded")
     kind, colon, rest = text.partition(":")
     if colon and kind == "hf":
         return JudgeSpec("hf", rest)
@@ -53,7 +60,7 @@ def parse_judge_spec(text: str) -> JudgeSpec:
             raise ValueError(f"--judge {text}: expected openai:http(s)://HOST[:PORT]/v1[#model]")
         return JudgeSpec("openai", url, model or None)
     raise ValueError(
-        f"--judge {text!r}: expected reference, hf:PATH (hf: for the embedded model) "
+        f"--judge {text!r}: expected reference, grounded, hf:PATH (hf: for the embedded model) "
         "or openai:URL[#model]"
     )
 
@@ -70,6 +77,8 @@ def load_judge(settings: JudgeSettings) -> Judge:
     spec = parse_judge_spec(settings.spec)
     if spec.kind == "reference":
         return ReferenceJudge()
+    if spec.kind == "grounded":
+        return GroundedJudge()
     return _llm_judge(spec, settings)
 
 

@@ -15,8 +15,9 @@ import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 IMPLS = ("auto", "reference", "chunked", "triton")
-Normalize = Literal["token", "branch", "sum"]  # how policy_loss reduces over targets
+Normalize = Literal["token", "sequence", "sum"]  # how policy_loss reduces over targets
 NORMALIZE_MODES = get_args(Normalize)
+KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
 def check_target_inputs(
@@ -63,23 +64,31 @@ def check_loss_inputs(
     num_targets: int,
     device: torch.device,
     advantages: torch.Tensor,
-    old_logp: torch.Tensor | None,
-    ref_logp: torch.Tensor | None,
-    clip_eps: float | None,
-    kl_coef: float,
-    normalize: str,
-    branch: torch.Tensor | None,
+    *,
+    old_logp: torch.Tensor | None = None,
+    ref_logp: torch.Tensor | None = None,
+    behavior_logp: torch.Tensor | None = None,
+    clip_low: float | None = None,
+    clip_high: float | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    kl_clamp: float | None = None,
+    entropy_coef: float = 0.0,
+    tis_cap: float | None = None,
+    normalize: str = "token",
+    sequence: torch.Tensor | None = None,
     target_scale: torch.Tensor | None = None,
 ) -> None:
     """Check the arguments that ``policy_loss`` adds on top of ``target_logprobs``.
 
-    advantages, old_logp, ref_logp and target_scale are finite floating [M] tensors; branch an
-    integer [M] tensor (required by ``normalize="branch"``).
+    advantages, old_logp, ref_logp, behavior_logp and target_scale are finite floating [M]
+    tensors; sequence an integer [M] tensor (required by ``normalize="sequence"``).
     """
     vectors = (
         ("advantages", advantages),
         ("old_logp", old_logp),
         ("ref_logp", ref_logp),
+        ("behavior_logp", behavior_logp),
         ("target_scale", target_scale),
     )
     for name, value in vectors:
@@ -91,21 +100,35 @@ def check_loss_inputs(
         _check_finite(name, value)
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
-    if clip_eps is not None:
+    if kl_estimator not in KL_ESTIMATORS:
+        raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}")
+    if (clip_low is None) != (clip_high is None):
+        raise ValueError("clip_high needs clip_low (the clip range is [1 - low, 1 + high])")
+    if clip_low is not None:
         if old_logp is None:
-            raise ValueError("clip_eps needs old_logp (the ratio it clips is exp(logp - old_logp))")
-        if not (math.isfinite(clip_eps) and 0 < clip_eps < 1):
-            raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps!r}")
-    if not (math.isfinite(kl_coef) and kl_coef >= 0):
-        raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
+            raise ValueError("clip_low needs old_logp (the ratio it clips is exp(logp - old_logp))")
+        if not (math.isfinite(clip_low) and 0 < clip_low < 1):
+            raise ValueError(f"clip_low must be in (0, 1), got {clip_low!r}")
+        if not (math.isfinite(clip_high) and clip_high > 0):
+            raise ValueError(f"clip_high must be a finite number > 0, got {clip_high!r}")
+    for name, value in (("kl_coef", kl_coef), ("entropy_coef", entropy_coef)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if kl_coef > 0 and ref_logp is None:
         raise ValueError("kl_coef > 0 needs ref_logp (the reference policy's log-probs)")
-    if normalize == "branch" and branch is None:
-        raise ValueError('branch is required when normalize="branch"')
-    if branch is not None:
-        _check_vector("branch", branch, num_targets, device)
-        if branch.is_floating_point() or branch.is_complex() or branch.dtype == torch.bool:
-            raise ValueError(f"branch must be an integer tensor, got dtype {branch.dtype}")
+    if kl_clamp is not None and not (math.isfinite(kl_clamp) and kl_clamp > 0):
+        raise ValueError(f"kl_clamp must be a finite number > 0 or None, got {kl_clamp!r}")
+    if tis_cap is not None:
+        if behavior_logp is None:
+            raise ValueError("tis_cap needs behavior_logp (the sampler's log-probs)")
+        if not (math.isfinite(tis_cap) and tis_cap > 0):
+            raise ValueError(f"tis_cap must be a finite number > 0, got {tis_cap!r}")
+    if normalize == "sequence" and sequence is None:
+        raise ValueError('sequence is required when normalize="sequence"')
+    if sequence is not None:
+        _check_vector("sequence", sequence, num_targets, device)
+        if sequence.is_floating_point() or sequence.is_complex() or sequence.dtype == torch.bool:
+            raise ValueError(f"sequence must be an integer tensor, got dtype {sequence.dtype}")
 
 
 def _check_float_matrix(name: str, value: torch.Tensor) -> None:

@@ -80,6 +80,56 @@ def group_advantages(
     return centred
 
 
+def informative_groups(
+    rewards: torch.Tensor,
+    group: torch.Tensor,
+    *,
+    baseline: Baseline,
+    all_reduce_max: AllReduce | None = None,
+) -> torch.Tensor:
+    """``[B]`` bool: whether the baseline group of each action holds different rewards.
+
+    A group whose rewards are all equal gets advantage 0 from a mean or leave-one-out baseline
+    (DAPO's "zero-variance" groups): it teaches nothing and only dilutes a token mean. The group
+    is the state (``group_mean``, ``rloo``), the whole batch over all ranks (``batch_mean``;
+    ``all_reduce_max`` takes the maximum over ranks), or none (``none``: every action counts, its
+    advantage is its reward).
+    """
+    rewards = rewards.to(torch.float32)
+    if baseline == "none":
+        return torch.ones_like(rewards, dtype=torch.bool)
+    if baseline == "batch_mean":
+        local = [float(rewards.max()), float(-rewards.min())] if rewards.numel() else [-1e30] * 2
+        high, neg_low = all_reduce_max(local) if all_reduce_max is not None else local
+        return torch.full_like(rewards, high > -neg_low, dtype=torch.bool)
+    _, index = torch.unique(group, return_inverse=True)
+    groups = int(index.max()) + 1 if index.numel() else 0
+    high = torch.full((groups,), -math.inf).scatter_reduce(0, index, rewards, "amax")
+    low = torch.full((groups,), math.inf).scatter_reduce(0, index, rewards, "amin")
+    return (high > low)[index]
+
+
+def penalised_rewards(
+    rewards: torch.Tensor,
+    sample_of_target: torch.Tensor,
+    policy_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    kl_coef: float,
+) -> torch.Tensor:
+    """``[B]`` rewards with the k1 KL penalty folded in (``kl_in_reward``, as in PPO-style RLHF):
+    ``r_b - kl_coef * sum over b's tokens of (log p - log p_ref)``.
+
+    ``sample_of_target`` ``[M]`` int64 names the action (index into ``rewards``) of each target;
+    ``policy_logp`` and ``ref_logp`` ``[M]`` are the sampled tokens' log-probs under the policy
+    that sampled them and the reference. Trained as a reward, the penalty's expected policy
+    gradient is exactly ``-kl_coef`` times the gradient of the sequence-level ``KL(policy || ref)``.
+    """
+    per_sample = torch.zeros_like(rewards, dtype=torch.float64).index_add_(
+        0, sample_of_target, (policy_logp - ref_logp).to(torch.float64)
+    )
+    return (rewards.to(torch.float64) - kl_coef * per_sample).to(torch.float32)
+
+
 # Online: GRPO's per-state group mean; offline: one recorded action per state, so the batch mean;
 # SFT: every recorded action weighs 1, no baseline.
 DEFAULT_BASELINE: dict[str, Baseline] = {
@@ -87,6 +137,8 @@ DEFAULT_BASELINE: dict[str, Baseline] = {
     "offline": "batch_mean",
     "sft": "none",
     "outcome": "group_mean",  # the G rollouts of one question
+    "stepwise-outcome": "group_mean",
+    "trajectory-process": "group_mean",
 }
 
 
@@ -110,7 +162,7 @@ def degenerate_baseline(mode: str, baseline: Baseline | None, samples_per_state:
                 f"{baseline!r} gives zero advantages offline (each recorded state is a group of "
                 "one action); use batch_mean (the default) or none"
             )
-        if mode in ("online", "outcome") and samples_per_state < 2:
+        if samples_per_state < 2:
             return (
                 f"{baseline!r} needs samples_per_state >= 2 (a group of one sample has advantage "
                 "0); raise samples_per_state or use batch_mean or none"

@@ -12,25 +12,34 @@ from typing import Any
 METRICS: dict[str, str] = {
     "step": "optimizer step, 1-based",
     "reward": "mean reward of the scored actions (1 GOOD, 0 BAD or invalid; not in SFT)",
-    "advantage_mean": "mean advantage of the scored actions",
+    "advantage_mean": "mean advantage of the scored actions (with kl_in_reward: penalised)",
     "advantage_std": "standard deviation of the scored actions' advantages",
+    "informative_frac": "fraction of baseline groups whose rewards are not all equal (the "
+    "others have advantage 0; drop_zero_variance_groups leaves them out of the loss)",
     "loss": "batch loss, mean over the step's finite updates",
     "logp_mean": "mean log-prob of a target token under the policy, first update",
     "entropy": "mean entropy (nats) of the policy's next-token distribution, first update",
-    "kl": "online/outcome: mean k3 estimate of KL(policy || reference) per sampled token, "
+    "kl": "online/outcome with kl_coef > 0: mean k3 estimate of KL(policy || reference) per "
+    "sampled token (the value, whichever kl_estimator shapes the gradient), first update",
+    "sampler_gap": "mean of log p_sampler - log p_learner per sampled token, first update: 0 "
+    "when the sampler is exactly the learner; drift shows here",
+    "sampler_abs_gap": "mean |log p_sampler - log p_learner| per sampled token, first update",
+    "tis_capped_frac": "fraction of sampled tokens whose importance weight the tis_cap truncated, "
     "first update",
-    "k3_recorded": "offline/SFT: mean k3 penalty term on the recorded tokens, first update "
-    "(not a KL estimate: the recorded actions were not sampled from the policy)",
     "ratio_mean": "mean PPO ratio exp(logp - old_logp) over targets and updates "
     "(updates_per_batch > 1)",
     "clip_frac": "fraction of targets whose gradient the PPO clip removed, over targets and "
-    "updates (clip_eps set, updates_per_batch > 1)",
+    "updates (clip_low set, updates_per_batch > 1)",
+    "clip_frac_pos": "clip_frac among targets with a positive advantage (the clip at 1 + high)",
+    "clip_frac_neg": "clip_frac among targets with a negative advantage (the clip at 1 - low)",
     "grad_norm": "gradient norm before clipping, first update",
     "lr": "learning rate after the step",
     "states": "states drawn",
-    "actions": "rewarded samples: actions sampled (online) or drawn (offline, SFT), or whole "
+    "actions": "samples: actions sampled (online) or drawn (offline, SFT), or whole "
     "trajectories rolled out (outcome)",
     "unscored": "samples without a reward (the judge could not decide, or no label)",
+    "oversize_dropped": "samples dropped because an action with its state is longer than "
+    "tokens_per_micro_batch",
     "tokens_packed": "tokens in the packed batch (what the model processed per forward)",
     "sampled_tokens": "tokens the policy generated for the step (online, outcome; 0 otherwise)",
     "tokens_naive": "tokens the naive layout would process (every action with its own state)",
@@ -39,6 +48,11 @@ METRICS: dict[str, str] = {
     "sample_time_s": "seconds spent getting actions and rewards (sampling and judging)",
     "step_time_s": "seconds of the whole step",
     "skipped_updates": "updates skipped because a loss, gradient or log-prob was not finite",
+    "no_gradient": "1 when the loss had no gradient on any rank (every advantage 0 and no KL or "
+    "entropy term), so the optimizer did not step",
+    "policy_version": "optimizer updates applied to the weights that sampled the step's actions",
+    "weight_sync_s": "seconds the rollout server's weight sync took before the step's sampling "
+    "(0 for the in-process engine)",
 }
 
 

@@ -6,9 +6,9 @@ its final loss weight once, from the whole batch's totals over all data-parallel
 (:func:`target_loss_scale`), so a micro-batch's loss is a plain weighted sum and micro-batches
 and ranks only add up: no approximation from the split.
 
-FSDP all-gathers parameters on every forward and reduce-scatters gradients on every backward, so
-every rank must run the same number of passes: :func:`micro_batches` pads a rank's rows with
-one-token passes whose single target weighs 0.
+FSDP all-gathers parameters on every forward (and reduce-scatters the gradients once, after the
+last backward), so every rank must run the same number of passes: :func:`pad_passes` fills a
+rank's rows up with one-token passes whose single target weighs 0.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from swirl.ops import normalization_weights, policy_loss, target_logprobs
-from swirl.ops.validation import Normalize
+from swirl.ops import policy_loss, target_logprobs
 from swirl.packed_forward import packed_attention_scope, packed_forward
 from swirl.packing import PackedBatch
+from swirl.training.config import Aggregation
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,11 @@ class MicroBatch:
 
 @dataclass
 class UpdateStats:
-    """Sums over one update's real targets (divide by ``targets`` for means); ``loss`` is this
-    rank's part of the batch loss times the world size (see :func:`target_loss_scale`).
-
-    ``finite`` is False when a hidden state or the loss was not finite."""
+    """Sums over one update's real targets (divide by ``targets`` for means; the ``*_pos`` /
+    ``*_neg`` clip counts by ``targets_pos`` / ``targets_neg``, the targets with positive /
+    negative advantage); ``loss`` is this rank's part of the batch loss times the world size
+    (see :func:`target_loss_scale`). ``finite`` is False when a hidden state or the loss was not
+    finite."""
 
     loss: float = 0.0
     targets: int = 0
@@ -55,6 +56,13 @@ class UpdateStats:
     kl: float = 0.0
     ratio: float = 0.0
     clipped: float = 0.0
+    clipped_pos: float = 0.0
+    clipped_neg: float = 0.0
+    targets_pos: int = 0
+    targets_neg: int = 0
+    sampler_gap: float = 0.0
+    sampler_abs_gap: float = 0.0
+    tis_capped: float = 0.0
     finite: bool = True
 
 
@@ -129,27 +137,32 @@ def pad_passes(passes: list[MicroBatch], count: int, *, pad_id: int) -> list[Mic
 
 
 def target_loss_scale(
-    batch: PackedBatch,
-    normalize: Normalize,
+    sequence_lengths: torch.Tensor,
+    normalize: Aggregation,
     *,
-    total_targets: int,
-    total_branches: int,
+    total_targets: float,
+    total_sequences: float,
+    divisor: float,
     world_size: int,
 ) -> torch.Tensor:
-    """``[M]`` float32 final loss weight of every target of this rank's ``batch``.
+    """``[M]`` float32 final loss weight of every target of this rank's batch.
 
-    The normalisation uses the totals over all ranks, so the sum of ``weight * loss term`` over
-    all ranks is the batch loss; it is multiplied by ``world_size`` because FSDP averages the
-    ranks' gradients instead of adding them.
+    ``sequence_lengths`` ``[M]``: the token count of the sequence (sampled action, or whole
+    trajectory in outcome mode) each target belongs to. ``token``: ``1 / total_targets``;
+    ``sequence``: ``1 / (length * total_sequences)``; ``constant``: ``1 / divisor``. The totals
+    are over all ranks (and include counted samples that were not packed), so the sum of
+    ``weight * loss term`` over all ranks is the batch loss; it is multiplied by ``world_size``
+    because FSDP averages the ranks' gradients instead of adding them.
     """
-    branch = torch.from_numpy(batch.target_branch).long()
-    weights = normalization_weights(
-        normalize,
-        branch,
-        batch.num_targets,
-        total_targets=total_targets,
-        total_branches=total_branches,
-    )
+    count = sequence_lengths.shape[0]
+    if normalize == "token":
+        weights = torch.full((count,), 1.0 / total_targets)
+    elif normalize == "sequence":
+        weights = 1.0 / (sequence_lengths.to(torch.float32) * total_sequences)
+    elif normalize == "constant":
+        weights = torch.full((count,), 1.0 / divisor)
+    else:
+        raise ValueError(f"normalize must be token, sequence or constant, got {normalize!r}")
     return weights * world_size
 
 
@@ -178,7 +191,9 @@ class PackedPolicy(torch.nn.Module):
     def forward(
         self, part: PackedBatch, loss_options: dict | None = None
     ) -> tuple[torch.Tensor, dict[str, float] | None] | torch.Tensor | None:
-        """``[M]`` fp32 log-probs (None when a hidden state is not finite), or ``(loss, stats)``.
+        """``[M]`` fp32 log-probs (None when a hidden state is not finite), or with
+        ``loss_options`` (the keyword arguments of ``policy_loss`` from ``advantages`` on,
+        ``[M]`` tensors for this part's targets) ``(loss, stats)``.
 
         With a non-finite hidden state the loss is ``0 * (hidden.sum() + head.sum())`` and stats
         are None: the caller still runs its backward, so every rank reduces the same gradients
@@ -205,14 +220,12 @@ class PackedPolicy(torch.nn.Module):
         )
         if loss_options is None:
             return target_logprobs(*inputs, softcap=softcap, temperature=self.temperature)
-        advantages = torch.from_numpy(part.target_weights).to(device)
         options = {
             key: value.to(device) if isinstance(value, torch.Tensor) else value
             for key, value in loss_options.items()
         }
         return policy_loss(
             *inputs,
-            advantages,
             softcap=softcap,
             temperature=self.temperature,
             normalize="sum",
@@ -238,31 +251,46 @@ def accumulate_policy_gradient(
     policy: PackedPolicy,
     passes: Sequence[MicroBatch],
     target_scale: torch.Tensor,
+    advantages: torch.Tensor,
     *,
     old_logp: torch.Tensor | None = None,
     ref_logp: torch.Tensor | None = None,
-    clip_eps: float | None = None,
-    kl_coef: float = 0.0,
+    behavior_logp: torch.Tensor | None = None,
+    options: dict | None = None,
 ) -> UpdateStats:
     """Forward + backward of the policy loss over every pass (padding included); gradients
-    accumulate in the parameters' ``.grad`` (the caller steps the optimizer).
+    accumulate in the parameters' ``.grad`` (the caller steps the optimizer). Under FSDP the
+    gradients are reduced across ranks once, after the last pass.
 
-    ``passes[i].part.target_weights`` are the per-target advantages. ``target_scale``,
-    ``old_logp`` and ``ref_logp`` are ``[M]`` in the batch's target order (see
-    :func:`target_loss_scale`, :func:`packed_logprobs`).
+    ``target_scale`` (:func:`target_loss_scale`), ``advantages``, ``old_logp``, ``ref_logp`` and
+    ``behavior_logp`` are ``[M]`` in the batch's target order (:func:`packed_logprobs`);
+    ``options`` are ``policy_loss``'s scalar options (clip, KL, entropy, TIS). A clip needs
+    ``old_logp`` and a KL penalty ``ref_logp``: without them they are left out.
     """
+    options = dict(options or {})
+    if old_logp is None:
+        options.update(clip_low=None, clip_high=None)
+    if ref_logp is None:
+        options["kl_coef"] = 0.0
+    if behavior_logp is None:
+        options["tis_cap"] = None
+    sync = getattr(policy, "set_requires_gradient_sync", None)  # an FSDP2 module
     totals = UpdateStats()
-    for micro in passes:
+    for index, micro in enumerate(passes):
+        if sync is not None:
+            sync(index == len(passes) - 1)
+        part_advantages = _take(advantages, micro)
         # Forward and backward in one attention scope: checkpointed layers recompute in backward.
         with packed_attention_scope(policy.model):
             loss, stats = policy(
                 micro.part,
                 {
+                    "advantages": part_advantages,
                     "target_scale": _take(target_scale, micro),
                     "old_logp": _take(old_logp, micro),
                     "ref_logp": _take(ref_logp, micro),
-                    "clip_eps": clip_eps if old_logp is not None else None,
-                    "kl_coef": kl_coef if ref_logp is not None else 0.0,
+                    "behavior_logp": _take(behavior_logp, micro),
+                    **options,
                 },
             )
             loss.backward()
@@ -273,12 +301,20 @@ def accumulate_policy_gradient(
         if micro.is_padding:
             continue
         count = micro.indices.size
+        positive, negative = int((part_advantages > 0).sum()), int((part_advantages < 0).sum())
         totals.targets += count
+        totals.targets_pos += positive
+        totals.targets_neg += negative
         totals.logp += stats["logp_mean"] * count
         totals.entropy += stats["entropy"] * count
         totals.kl += stats.get("kl", 0.0) * count
         totals.ratio += stats.get("ratio_mean", 0.0) * count
         totals.clipped += stats.get("clip_frac", 0.0) * count
+        totals.clipped_pos += stats.get("clip_frac_pos", 0.0) * max(positive, 1)
+        totals.clipped_neg += stats.get("clip_frac_neg", 0.0) * max(negative, 1)
+        totals.sampler_gap += stats.get("sampler_gap", 0.0) * count
+        totals.sampler_abs_gap += stats.get("sampler_abs_gap", 0.0) * count
+        totals.tis_capped += stats.get("tis_capped_frac", 0.0) * count
     if not np.isfinite(totals.loss):
         totals.finite = False
     return totals

@@ -1,16 +1,23 @@
-"""Outcome-level RL's actions: one reward for a whole sampled trajectory.
+"""Whole-trajectory RL's actions: one reward for a whole sampled trajectory.
 
-This is the baseline the SWiRL paper calls single-step RL, and what multi-turn agent trainers
-such as SkyRL and Agent Lightning do: for each question, G complete multi-step rollouts by the
-current policy, executing the tools; each is judged only on its final answer (YES 1, NO 0), the
-advantage is computed against the question's G rollouts, and every token the model wrote in the
-trajectory (each action, never the prompt or a tool's observation) is trained with that one
-advantage. The G rollouts of a question share its prompt, so they share it in the packed tree.
+With ``reward="outcome"`` this is the baseline the SWiRL paper calls single-step RL, and what
+multi-turn agent trainers such as SkyRL and Agent Lightning do: for each question, G complete
+multi-step rollouts by the current policy, executing the tools; each is judged only on its final
+answer (YES 1, NO 0), the advantage is computed against the question's G rollouts, and every
+token the model wrote in the trajectory (each action, never the prompt or a tool's observation)
+is trained with that one advantage. The G rollouts of a question share its prompt, so they share
+it in the packed tree.
+
+With ``reward="process"`` (training mode ``trajectory-process``) the same rollouts are rewarded
+by their mean process label (the fraction of their steps the judge calls GOOD; an undecided
+label counts as not GOOD): the judge's step labels without SWiRL's decomposition into states,
+one half of the 2 x 2 that separates the decomposition from the reward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 
@@ -37,6 +44,7 @@ class OutcomeRollouts:
         backend: GenerationBackend,
         judge: Judge,
         *,
+        reward: Literal["outcome", "process"] = "outcome",
         tools: Sequence[Tool],
         env: EnvConfig,
         samples_per_question: int,
@@ -45,6 +53,7 @@ class OutcomeRollouts:
     ) -> None:
         self.backend = backend
         self.judge = judge
+        self.reward = reward
         self.tools = tools
         self.env = env
         self.samples_per_question = samples_per_question
@@ -83,17 +92,26 @@ class OutcomeRollouts:
     def samples(
         self, questions: Sequence[Example], step: int, occurrences: Sequence[int]
     ) -> list[ActionSample]:
-        """One sample per rollout: all its actions, its outcome reward (None: undecided), and
-        the question it answers as its baseline group."""
+        """One sample per rollout: all its actions, its reward (None: undecided), and the
+        question it answers as its baseline group."""
         rollouts = self.rollouts(questions, step, occurrences)
         labelled = self.judge.judge(
-            [(questions[index], trajectory) for index, trajectory in rollouts], "outcome"
+            [(questions[index], trajectory) for index, trajectory in rollouts], self.reward
         )
         out = []
         for (index, _), trajectory in zip(rollouts, labelled, strict=True):
-            verdict = None if trajectory.outcome is None else trajectory.outcome.verdict
             actions = tuple(
                 (state, list(state.action_token_ids)) for state in trajectory_states(trajectory)
             )
-            out.append(ActionSample(actions, None if verdict is None else float(verdict), index))
+            logprobs = tuple(step.logprobs for step in trajectory.steps)
+            out.append(ActionSample(actions, self._reward(trajectory), index, logprobs))
         return out
+
+    def _reward(self, trajectory: Trajectory) -> float | None:
+        if self.reward == "outcome":
+            verdict = None if trajectory.outcome is None else trajectory.outcome.verdict
+            return None if verdict is None else float(verdict)
+        if not trajectory.steps:
+            return None
+        good = sum(s.process is not None and s.process.verdict is True for s in trajectory.steps)
+        return good / len(trajectory.steps)

@@ -12,7 +12,7 @@ calls a tool the task does not have.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 import msgspec
 
@@ -23,6 +23,20 @@ from swirl.schema import Example, Step, Trajectory
 from swirl.tags import parse_action
 from swirl.tools.base import Tool
 from swirl.training.states import State
+
+
+def invalid_action_reason(completion: Completion, tool_kinds: Container[str]) -> str | None:
+    """Why the environment would refuse to execute a sampled turn (it gets reward 0 without a
+    judge), or None when it is a valid action: cut off by the token budget, no valid action tag,
+    or a tool kind not in ``tool_kinds``."""
+    if completion.finish_reason == "length":
+        return "cut off by the token budget"
+    action = parse_action(completion.text)
+    if action.kind in ("none", "invalid"):
+        return "no valid action tag"
+    if action.kind != "answer" and action.kind not in tool_kinds:
+        return f"no {action.kind} tool in this task"
+    return None
 
 
 class StepScorer:
@@ -56,18 +70,12 @@ class StepScorer:
 
     def invalid_reason(self, completion: Completion) -> str | None:
         """Why the environment would refuse to execute this action, or None when it is valid."""
-        if completion.finish_reason == "length":
-            return "cut off by the token budget"
-        action = parse_action(completion.text)
-        if action.kind in ("none", "invalid"):
-            return "no valid action tag"
-        if action.kind != "answer" and action.kind not in self.tools:
-            return f"no {action.kind} tool in this task"
-        return None
+        return invalid_action_reason(completion, self.tools)
 
-    def score(self, pairs: Sequence[tuple[State, Completion]]) -> list[float | None]:
+    def score(self, pairs: Sequence[tuple[State, Completion]], step: int = 0) -> list[float | None]:
         """Reward per pair: 1.0 (GOOD), 0.0 (BAD or invalid) or None (the judge could not
-        decide). Only valid actions are sent to the judge."""
+        decide). Only valid actions are sent to the judge; the optimizer ``step`` does not
+        matter to a step label."""
         rewards: list[float | None] = [0.0] * len(pairs)
         asked: list[int] = []
         batch: list[tuple[Example, Trajectory]] = []

@@ -3,7 +3,8 @@
 - :class:`RecordedActions` (offline and SFT modes): the action recorded at each state, rewarded
   with its stored process label (offline) or 1 (SFT, plain likelihood).
 - :class:`SampledActions` (online, the paper's mode): G fresh actions per state from the current
-  policy, one turn each, stopped at the closing tag and never executed, scored by the judge.
+  policy, one turn each, stopped at the closing tag and never executed, scored by the judge
+  (or, in ``stepwise-outcome`` mode, by the outcome of completing them).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from swirl.backends.base import GenerationBackend, SamplingParams, derive_seed
-from swirl.training.rewards import StepScorer
+from swirl.backends.base import Completion, GenerationBackend, SamplingParams, derive_seed
 from swirl.training.states import State
 from swirl.training.trees import ActionSample
 
@@ -49,8 +49,15 @@ class RecordedActions:
         return out
 
 
+class ActionScorer(Protocol):
+    def score(self, pairs: Sequence[tuple[State, Completion]], step: int) -> list[float | None]:
+        """A reward per (state, sampled completion) of optimizer step ``step`` (None: unknown)."""
+        ...
+
+
 class SampledActions:
-    """G samples per state from ``backend`` (the live policy), scored by ``scorer``.
+    """G samples per state from ``backend`` (the live policy), scored by ``scorer`` (the judge's
+    step label, or the outcome of completing the step: see ``swirl.training.completions``).
 
     Seeds are derived from (seed, step, state, occurrence of the state in the step, sample), so a
     resumed run samples what the uninterrupted run would have, and a state drawn twice in one
@@ -60,7 +67,7 @@ class SampledActions:
     def __init__(
         self,
         backend: GenerationBackend,
-        scorer: StepScorer,
+        scorer: ActionScorer,
         *,
         samples_per_state: int,
         params: SamplingParams,
@@ -96,9 +103,12 @@ class SampledActions:
             [
                 (states[owner], completion)
                 for owner, completion in zip(owners, completions, strict=True)
-            ]
+            ],
+            step,
         )
         return [
-            ActionSample.single(states[owner], list(completion.token_ids), reward, owner)
+            ActionSample.single(
+                states[owner], list(completion.token_ids), reward, owner, completion.logprobs
+            )
             for owner, completion, reward in zip(owners, completions, rewards, strict=True)
         ]
