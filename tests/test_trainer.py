@@ -174,6 +174,10 @@ def test_online_logs_and_plots(workspace: Path, tmp_path: Path) -> None:
         record["tokens_naive"] > record["tokens_packed"]
     )  # states share their trajectory's prefix
     assert 0.0 <= record["reward"] <= 1.0 and record["kl"] >= 0.0
+    # The in-process engine keeps the log-prob it drew each token with: the learner's, to float
+    # precision, at every step (the sampler copy is refreshed after each update).
+    for logged in result.metrics:
+        assert logged["sampler_abs_gap"] is not None and logged["sampler_abs_gap"] < 1e-4, logged
     assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     from transformers import AutoModelForCausalLM
 

@@ -143,6 +143,8 @@ def make_backend(
         from swirl.model import resolve_model
 
         return start_vllm_backend(
-            resolve_model(model), max_concurrency=batch_size, context_length=context_length or 4096
+            resolve_model(model),
+            max_concurrency=batch_size or 64,
+            context_length=context_length or 4096,
         )
     raise ValueError(f"unknown backend {kind!r}; expected local, openai or vllm")

@@ -988,21 +988,6 @@ class _progress:
         ]
         self.bar.update(self.task, advance=1, info=" ".join(parts))
 
-    def _check_sampler(self, record: dict[str, Any]) -> None:
-        """A rollout server must sample the distribution the learner scores, or the loss needs
-        its importance correction: refuse a measured gap that tis_cap does not correct."""
-        gap = record.get("sampler_abs_gap")
-        if self.rollout is None or gap is None or self.config.tis_cap is not None:
-            return
-        if gap > MAX_UNCORRECTED_SAMPLER_GAP:
-            raise ValueError(
-                f"step {record['step']}: the rollout server's log-probs differ from the "
-                f"learner's by {gap:.3f} nats per token (an fp32 vLLM server started by swirl "
-                f"agrees to about 1e-4): a server with another dtype, pre-temperature log-probs "
-                "(start it with --logprobs-mode processed_logprobs) or other weights samples "
-                "another distribution; set tis_cap to train on it anyway"
-            )
-
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
