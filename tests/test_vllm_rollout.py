@@ -65,6 +65,24 @@ def test_stage1_on_the_server_records_its_exact_ids_and_logprobs(server: str, tm
         assert s.logprobs is None or (len(s.logprobs) == len(s.token_ids) and max(s.logprobs) <= 0)
 
 
+@pytest.mark.slow
+def test_seeded_prompts_beyond_one_step_token_budget(server: str, tmp_path: Path):
+    """Eight distinct 400-token prompts at once exceed vLLM's default step budget (2048 tokens):
+    with chunked prefill a seeded prompt's prefill would be split, and vLLM 0.32's CPU worker
+    dies rewinding its generator (vllm_command's ``whole_prefills`` prevents it)."""
+    import random
+
+    from swirl.backends.serving import served_backend
+    from swirl.model import resolve_model
+
+    backend = served_backend(server, resolve_model(None), tmp_path)
+    draw = random.Random(0)
+    prompts = [[draw.randrange(100, 40000) for _ in range(400)] for _ in range(8)]
+    params = [SamplingParams(max_new_tokens=4, temperature=1.0, seed=i) for i in range(8)]
+    completions = backend.generate(prompts, params)
+    assert [len(c.token_ids) for c in completions] == [4] * 8
+
+
 def online_config(tmp_path: Path, serving: dict, **options):
     from swirl.model import load_tokenizer
 

@@ -206,6 +206,8 @@ def vllm_server(
         max_model_len=context_length,
         lora_rank=lora_rank,
         eager=settings.vllm_eager,
+        # the CPU build's workaround (see vllm_command); a GPU server keeps chunked prefill
+        whole_prefills=not torch.cuda.is_available(),
         extra_args=extra,
     )
     root = f"http://127.0.0.1:{port}"

@@ -42,6 +42,7 @@ def vllm_command(
     max_model_len: int = 4096,
     lora_rank: int | None = None,
     eager: bool = True,
+    whole_prefills: bool = True,
     extra_args: str = "",
 ) -> list[str]:
     """The argv of a vLLM OpenAI-compatible server for ``model_dir`` on loopback ``port``.
@@ -49,7 +50,12 @@ def vllm_command(
     ``lora_rank``: serve the base model as :data:`BASE_NAME` with runtime LoRA adapters of up to
     this rank (the policy adapter is loaded as :data:`SERVED_NAME`); None serves the model itself
     as :data:`SERVED_NAME`. ``eager``: skip graph compilation (on 2 CPU cores a start takes
-    about 1 minute instead of 3). ``extra_args``: more ``vllm serve`` arguments, shell-split.
+    about 1 minute instead of 3). ``whole_prefills``: never split a prompt's prefill over
+    scheduler steps (chunked prefill off, a step's token budget at least one whole context).
+    vLLM 0.32's CPU worker crashes on a seeded request whose prefill was split: it rewinds the
+    request's generator by an offset, which CPU generators do not have ("CPU Generator does not
+    use offset"), and every sample swirl asks for is seeded. ``extra_args``: more ``vllm serve``
+    arguments, shell-split.
     """
     argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir)]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--dtype", dtype]
@@ -62,6 +68,8 @@ def vllm_command(
         argv += ["--max-lora-rank", str(lora_rank), "--max-loras", "1"]
     if eager:
         argv.append("--enforce-eager")
+    if whole_prefills:
+        argv += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len)]
     return argv + shlex.split(extra_args)
 
 
