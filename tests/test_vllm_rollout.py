@@ -176,3 +176,27 @@ def test_generate_on_a_vllm_server_swirl_starts_matches_the_local_greedy_run(tmp
         for b in ("local", "vllm")
     )
     assert local and served == local
+
+
+@pytest.mark.slow
+def test_swirl_run_samples_stage1_and_training_on_one_server(tmp_path: Path):
+    """``swirl run --rollout vllm``: one server for the run; Stage 1 is sampled there (its
+    records carry the server's ids and log-probs), training keeps it on the policy after every
+    update, and the server is stopped when the run ends."""
+    from test_pipeline import SMALL
+
+    from swirl.cli import main
+    from swirl.jsonl import read_jsonl
+    from swirl.schema import Trajectory
+    from swirl.training.metrics_log import read_metrics
+
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(config), "--out", str(out), "--rollout", "vllm"]) == 0
+    trajectories = read_jsonl(out / "round-1" / "trajectories.jsonl", Trajectory)
+    assert trajectories and all("exact_token_ids" not in t.metadata for t in trajectories)
+    metrics = read_metrics(out / "round-1" / "train" / "metrics.jsonl")
+    assert [m["policy_version"] for m in metrics] == [0, 1]
+    assert all(m["sampler_abs_gap"] is not None and m["sampler_abs_gap"] < 1e-3 for m in metrics)
+    assert "Application shutdown complete" in (out / "rollout" / "vllm.log").read_text()
