@@ -245,7 +245,15 @@ def served_backend(
 
 
 _STARTED = contextlib.ExitStack()  # servers started for this process's lifetime
-atexit.register(_STARTED.close)
+
+
+def stop_started_servers() -> None:
+    """Stop every server :func:`start_vllm_backend` started in this process (also run at exit):
+    for a process that goes on after using one, e.g. a test session or a notebook."""
+    _STARTED.close()
+
+
+atexit.register(stop_started_servers)
 
 
 def start_vllm_backend(
@@ -253,7 +261,8 @@ def start_vllm_backend(
 ) -> OpenAIBackend:
     """A sampler on a vLLM server started here on ``model_dir`` for the rest of this process
     (``--backend vllm`` of ``swirl generate`` and ``swirl eval``: weights that never change).
-    The server is stopped at exit, and by Linux when this process dies."""
+    The server is stopped at exit or by :func:`stop_started_servers`, and by Linux when this
+    process dies."""
     from swirl.model import load_tokenizer
 
     work_dir = Path(tempfile.mkdtemp(prefix="swirl-vllm-"))
