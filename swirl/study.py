@@ -23,7 +23,9 @@ overrides, and train on the same Stage-1 questions. Every arm is evaluated on th
 questions (``run.eval_split``: the test split to report, or the validation split to tune on)
 and, with ``transfer``, on a second dataset. A deterministic arm (``base``: the untrained model,
 decoded greedily) is one run, at the first seed, whatever the number of seeds. Every cell is a
-set of resumable stages (``seed-S/ARM/stages.json``): kill the study, rerun it, and it continues.
+set of resumable stages (``seed-S/ARM/stages.json``): kill the study, rerun it, and it continues;
+with ``keep_checkpoints = false`` a cell's checkpoints are deleted once it is evaluated, so a
+finished study is its data, logs and evaluation records.
 :mod:`swirl.study_report` then writes ``study.md``, ``study.json`` and plots.
 
 Declared before anything runs, and checked when the config is loaded:
@@ -127,6 +129,10 @@ class StudyConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     primary: list[str] = []  # "ARM - OTHER": the declared primary comparison(s)
     primary_metric: str = "exact_match"
     tuning: TuningConfig | None = None
+    # False: a cell's checkpoints are deleted once it is evaluated (a trained cell keeps about
+    # 2 GB of weights and optimizer state for the embedded model; the report reads only the
+    # evaluation records, and a rerun skips finished stages without them).
+    keep_checkpoints: bool = True
 
     def __post_init__(self) -> None:
         names = [arm.name for arm in self.arms]
@@ -318,6 +324,9 @@ class Study:
         if transfer and self.config.transfer is not None:
             target = self._transfer_pipeline(seed, arm, root)
             stages.run("transfer", target.evaluate, model, target.out / "eval")
+        if not self.config.keep_checkpoints:
+            for checkpoints in root.glob("**/checkpoints"):
+                shutil.rmtree(checkpoints)
         return evaluation
 
     def _training_data(self, pipeline: Pipeline, arm: ArmConfig, stage1: Path) -> Path:
