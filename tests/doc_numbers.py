@@ -72,8 +72,10 @@ class Sources:
         if _printed(float(literal), decimals) in self._printed[decimals]:
             return True
         # A percentage printed with d decimals is a fraction printed with d + 2.
-        return percent and decimals + 2 <= 6 and (
-            _printed(float(literal) / 100, decimals + 2) in self._printed[decimals + 2]
+        return (
+            percent
+            and decimals + 2 <= 6
+            and (_printed(float(literal) / 100, decimals + 2) in self._printed[decimals + 2])
         )
 
 
