@@ -21,7 +21,7 @@ from swirl.backends.base import SamplingParams
 from swirl.backends.decode import unsupported_reason
 from swirl.backends.fast_engine import FastEngine
 from swirl.backends.hf import HFBackend
-from swirl.backends.reference import ReferenceEngine
+from swirl.backends.reference import ReferenceEngine, cache_keyword
 
 CONTEXT = 64
 SHARED = list(range(5, 25))
@@ -306,3 +306,50 @@ def test_weight_updates_are_read_into_the_same_buffers() -> None:
     fast, _ = drive(engine, PROMPTS, forced)
     assert engine.net._layers[0].qkv._stacked.data_ptr() == stacked
     assert_close_to_truth(model, PROMPTS, forced, fast)
+
+
+class _Wrapper(torch.nn.Module):
+    """A wrapper that forwards every keyword, as PEFT's and DDP's do."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.device = inner.device
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+def test_the_cache_keyword_is_the_wrapped_models_not_the_wrappers() -> None:
+    """A wrapper forwards ``**kwargs``: the keyword must be read off the transformers model
+    inside it, or a release that renamed ``past_key_values`` to ``cache`` gets the dropped name
+    (5.40 drops it without using the cache)."""
+    import inspect
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    class Renamed(LlamaForCausalLM):
+        """The model as a transformers release that renamed the keyword calls it."""
+
+        def forward(self, input_ids=None, cache=None, **kwargs):
+            assert "past_key_values" not in kwargs
+            return super().forward(input_ids=input_ids, past_key_values=cache, **kwargs)
+
+    model = tiny("llama")
+    own = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert cache_keyword(model) == cache_keyword(lora) == own
+    renamed = copy.deepcopy(model)
+    renamed.__class__ = Renamed
+    assert cache_keyword(_Wrapper(renamed)) == "cache"
+
+    # Greedy decoding through either wrapper uses the cache: the same ids as the bare model's
+    # (LoRA's adapter starts at 0, so it computes the same function).
+    params = [SamplingParams(max_new_tokens=STEPS, temperature=0.0, stop_at_action=False)] * 2
+    want = HFBackend(model, Ids(), engine="reference", context_length=CONTEXT)
+    want = [c.token_ids for c in want.generate(PROMPTS[:2], params)]
+    for wrapped in (lora, _Wrapper(renamed)):
+        backend = HFBackend(wrapped, Ids(), engine="reference", context_length=CONTEXT)
+        assert [c.token_ids for c in backend.generate(PROMPTS[:2], params)] == want

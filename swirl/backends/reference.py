@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 _MIN_SHARED_PREFIX = 16
 
 
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword by which ``model``'s forward takes its KV cache: ``cache`` in transformers
+    releases that renamed ``past_key_values`` (5.2x; the old name goes in 5.40). A wrapper
+    (PEFT's LoRA model) forwards ``**kwargs``, so the signature asked is that of the first
+    transformers model inside it: asking the wrapper would pick the old name, which 5.40 drops
+    without using the cache."""
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), model)
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
 class ReferenceEngine:
     """Batches of up to ``max_rows`` prompts whose padded tokens past the shared prefix stay
     within ``max_prefill_tokens`` (at least one prompt per batch)."""
@@ -36,9 +48,7 @@ class ReferenceEngine:
         self.max_rows = max_rows
         self.max_prefill_tokens = max_prefill_tokens
         self.prefill_passes: list[int] = []
-        # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
-        params = inspect.signature(model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._cache_kwarg = cache_keyword(model)
         self._rows: list[int] = []  # handles of the rows in the cache, in cache order
         self._released: set[object] = set()
         self._cache: object = None
