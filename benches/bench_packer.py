@@ -10,11 +10,11 @@ Goals: native >= 30x faster than the reference; native within 5x of ``np.concate
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from benches.timing import best_of
 from benches.trajectories import synthetic_trajectories
 from swirl.packing import TreeSequence, pack, pack_py
 
@@ -27,16 +27,6 @@ def concatenate_tokens(sequences: list[TreeSequence]) -> np.ndarray:
     return np.concatenate(
         [a for s in sequences for a in (s.context, *(b.tokens for b in s.branches))]
     )
-
-
-def best_of(fn: Callable[[], object], rounds: int) -> float:
-    """Fastest of `rounds` calls, in seconds."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from swirl.backends.attention import (
     DecodeContext,
-    _flash_usable,
     decode_attention,
     decode_attention_reference,
+    flash_usable,
     prefill_attention,
 )
 from swirl.backends.kv_cache import SlotKV
@@ -115,7 +115,7 @@ ATTENTIONS = [decode_attention, decode_attention_reference]
 def test_the_fused_decode_attention_is_used_here() -> None:
     """torch's CPU flash-attention op is present in the pinned torch: the fast path runs (the
     tests below then compare both paths with float64 SDPA)."""
-    assert _flash_usable()
+    assert flash_usable()
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS, ids=["flash", "reference"])

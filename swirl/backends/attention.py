@@ -8,7 +8,7 @@ A decode step attends in two fused flash-attention calls (torch's CPU kernel, wh
 each query's log-sum-exp): every row's queries against the shared prefix as one sequence, and
 each row against its own columns; the two partial results are merged by their log-sum-exps.
 That kernel is a private aten op: :func:`decode_attention` uses it only where
-:func:`_flash_usable` finds it present and in agreement with :func:`decode_attention_reference`
+:func:`flash_usable` finds it present and in agreement with :func:`decode_attention_reference`
 (plain torch, the same semantics, one softmax over the concatenated scores), else the reference.
 """
 
@@ -42,7 +42,7 @@ class DecodeContext:
 def decode_attention(query: torch.Tensor, context: DecodeContext, scale: float) -> torch.Tensor:
     """One new token per row (``query`` [B, H, D]) attending to the prefix and its own columns.
     Returns [B, H * D] float32: the attention over the prefix and row columns concatenated."""
-    if query.device.type == "cpu" and _flash_usable():
+    if query.device.type == "cpu" and flash_usable():
         return _decode_attention_flash(query, context, scale)
     return decode_attention_reference(query, context, scale)
 
@@ -82,10 +82,10 @@ def _decode_attention_flash(
     prefix_lse = prefix_lse.view(kv, b, groups).transpose(0, 1)
     if visible is not None:  # the kernel gives a row that sees nothing lse 0, not -inf
         prefix_lse = prefix_lse.masked_fill(~visible.any(dim=1)[:, None, None], float("-inf"))
-    total = torch.logaddexp(lse, prefix_lse)
-    out = out * (lse - total).exp()[..., None]
-    out = out + prefix_out * (prefix_lse - total).exp()[..., None]
-    return out.reshape(b, h * d)
+    # out * (1 - w) + prefix_out * w with w = sigmoid(prefix_lse - lse), the prefix's share
+    # of the whole softmax: four small ops instead of logaddexp's eight (a seventh of the time).
+    weight = (prefix_lse - lse).sigmoid_()
+    return torch.addcmul(out, prefix_out - out, weight[..., None]).reshape(b, h * d)
 
 
 def _additive(visible: torch.Tensor) -> torch.Tensor:
@@ -94,7 +94,7 @@ def _additive(visible: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def _flash_usable() -> bool:
+def flash_usable() -> bool:
     """Whether torch's private CPU flash-attention op exists here and agrees with the
     reference on a probe (a masked row, a prefix mask, grouped heads)."""
     if not hasattr(torch.ops.aten, _FLASH):
