@@ -11,7 +11,7 @@ import pytest
 from doc_numbers import unsourced_numbers
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-CHECKED = [DOCS / "study-demo-hops.md"]
+CHECKED = [DOCS / "study-demo-hops.md", DOCS / "study-demo-qa.md"]
 
 
 @pytest.mark.parametrize("document", CHECKED, ids=lambda p: p.name)
