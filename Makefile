@@ -105,8 +105,8 @@ format: setup
 	$(BIN)/clang-format -i csrc/*.cpp csrc/*.hpp
 
 # Two workers: the suite's waits (servers starting, subprocesses, single-threaded Python) overlap;
-# 622 s against 1033 s on one worker, measured on 2 cores (docs/measurements/). OpenMP threads
-# that sleep instead of spinning while they wait, so two workers' threads share the cores.
+# 622 s against 1033 s on one worker on 2 cores (docs/measurements/test-xdist-2026-12-04.txt).
+# OpenMP threads sleep instead of spinning while they wait, so two workers' threads share cores.
 TEST_WORKERS ?= 2
 test: lint
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup \
